@@ -1,0 +1,1 @@
+"""Model bundles: a folder with `model.onnx` and a validated `manifest.json`."""

@@ -1,0 +1,53 @@
+"""The `auscult` command: `serve` runs the service; `train` and `evaluate` hand over to training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _training_main(argv: list[str]) -> int:
+    try:
+        from training.cli import main as training_main
+    except ImportError as exc:
+        print(
+            f"auscult: training needs the 'train' extra (pip install 'auscult[train]'): {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    return training_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auscult",
+        description="Anomaly detection for factory machines from their sound and sensor series.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from service.server import add_serve_arguments
+
+    add_serve_arguments(
+        commands.add_parser("serve", help="run the scoring service on uvicorn")
+    )
+    commands.add_parser(
+        "train", help="train a model bundle (see 'auscult train --help')", add_help=False
+    )
+    commands.add_parser(
+        "evaluate", help="evaluate a model bundle (see 'auscult evaluate --help')", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in ("train", "evaluate"):
+        return _training_main(args_list)
+    args = build_parser().parse_args(args_list)
+    from service.server import run_server
+
+    return run_server(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
