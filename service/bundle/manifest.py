@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 
 
 class ManifestError(ValueError):
@@ -72,10 +72,20 @@ class GammaThreshold(_Strict):
 
 class TrainingData(_Strict):
     data: str = Field(description="where the training data came from, in words or as a path")
+    # Examples trained on (audio: clips); labelled anomalous ones only count when training used them.
     n_normal: Annotated[int, Field(ge=0)]
     n_anomaly: Annotated[int, Field(ge=0)]
     clip_seconds: Annotated[float, Field(gt=0)] | None = None
     seed: int | None = None
+    # Audio: 'dcase' or 'folders'; the recordings behind the clip counts (the labelled anomalous
+    # ones include those that only checked stage 2's early stopping); how training was run.
+    layout: str | None = None
+    normal_recordings: Annotated[int, Field(ge=0)] | None = None
+    anomaly_recordings: Annotated[int, Field(ge=0)] | None = None
+    train_hop_frames: Annotated[int, Field(gt=0)] | None = None
+    stage2_loss: str | None = None
+    stage1_epochs: Annotated[int, Field(ge=0)] | None = None
+    stage2_epochs: Annotated[int, Field(ge=0)] | None = None
 
 
 class Evaluation(_Strict):
@@ -110,7 +120,10 @@ class AudioManifest(_ManifestBase):
 
     kind: Literal["audio"] = "audio"
     machine_type: str | None = None
-    backbone: str = Field(description="which network the bundle uses, e.g. 'block_ae'")
+    backbone: str = Field(
+        description="which network the bundle uses: 'block' (the paper's 128 x 32 log-mel "
+        "blocks) or 'context' (the DCASE 2020 baseline's 64 mels x 5-frame context)"
+    )
     features: LogMelSettings
     # Stage 1's Gamma on training block scores; its threshold is the stage-2 training margin `a`.
     training_margin: GammaThreshold
