@@ -1,0 +1,1 @@
+"""Model inputs: log-mel blocks from audio (logmel.py), standardised windows from sensor series."""

@@ -1,0 +1,1 @@
+"""Scoring: models turn features into scores; a separate Decision turns a score into a verdict."""

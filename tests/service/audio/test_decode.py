@@ -1,0 +1,210 @@
+"""decode_audio and load_audio on real WAV and FLAC files in every supported layout, and the
+clear refusals of everything else."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from service.audio.decode import AudioDecodeError, decode_audio, load_audio
+from tests.realdata import real_data
+
+RATE = 16000
+
+
+def _tone(seconds: float = 0.5, channels: int = 1, rate: int = RATE) -> np.ndarray:
+    """Float64 (frames, channels): a different tone on each channel, within [-0.5, 0.5]."""
+    t = np.arange(int(seconds * rate)) / rate
+    return np.stack([0.5 * np.sin(2 * np.pi * 220 * (c + 1) * t) for c in range(channels)], 1)
+
+
+def _encode(frames: np.ndarray, fmt: str, subtype: str, rate: int = RATE) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, frames, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+# Largest decoding error each subtype's quantisation allows on [-1, 1] samples.
+LAYOUTS = [
+    ("WAV", "PCM_U8", 1 / 64),
+    ("WAV", "PCM_16", 1e-4),
+    ("WAV", "PCM_24", 1e-6),
+    ("WAV", "PCM_32", 1e-7),
+    ("WAV", "FLOAT", 1e-7),
+    ("WAV", "DOUBLE", 1e-7),
+    ("WAVEX", "PCM_16", 1e-4),
+    ("WAVEX", "FLOAT", 1e-7),
+    ("FLAC", "PCM_16", 1e-4),
+    ("FLAC", "PCM_24", 1e-6),
+]
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "tolerance"), LAYOUTS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decodes_every_supported_layout(
+    fmt: str, subtype: str, tolerance: float, channels: int
+) -> None:
+    frames = _tone(channels=channels)
+    decoded = decode_audio(_encode(frames, fmt, subtype))
+    assert decoded.sample_rate == RATE
+    assert decoded.channels == channels
+    assert decoded.samples.dtype == np.float32
+    assert decoded.samples.shape == (frames.shape[0],)
+    assert decoded.duration_s == pytest.approx(0.5)
+    np.testing.assert_allclose(decoded.samples, frames.mean(axis=1), atol=tolerance)
+
+
+def test_chooses_a_channel_by_index(tmp_path: Path) -> None:
+    frames = _tone(channels=4)
+    path = tmp_path / "four.wav"
+    sf.write(path, frames, RATE, format="WAVEX", subtype="PCM_24")
+    for index in range(4):
+        decoded = decode_audio(path, channel=index)
+        np.testing.assert_allclose(decoded.samples, frames[:, index], atol=1e-6)
+        assert decoded.channels == 4
+
+
+def test_reads_the_same_from_a_path_and_from_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "clip.flac"
+    sf.write(path, _tone(channels=2), 22050, format="FLAC", subtype="PCM_16")
+    from_path = decode_audio(path)
+    from_bytes = decode_audio(path.read_bytes())
+    assert from_path.sample_rate == from_bytes.sample_rate == 22050
+    np.testing.assert_array_equal(from_path.samples, from_bytes.samples)
+
+
+def test_real_wave_format_extensible_file_gives_its_eight_microphones() -> None:
+    fan = real_data("audio/mimii_fan_id00")
+    multichannel = fan / "multichannel" / "normal" / "00000000.wav"
+    assert sf.info(multichannel).format == "WAVEX"
+    first = decode_audio(multichannel, channel=0)
+    assert first.channels == 8
+    assert first.sample_rate == RATE
+    assert first.duration_s == pytest.approx(10.0)
+    # The data set's mono clip is channel 0 of this very recording.
+    mono = decode_audio(fan / "normal" / "00000000.wav")
+    assert mono.channels == 1
+    np.testing.assert_array_equal(first.samples, mono.samples)
+    mixed = decode_audio(multichannel)
+    everything = np.stack([decode_audio(multichannel, channel=c).samples for c in range(8)])
+    np.testing.assert_allclose(mixed.samples, everything.mean(axis=0), atol=1e-7)
+
+
+def test_real_flac_decodes() -> None:
+    path = sorted((real_data("audio/uav_propeller") / "normal").glob("*.flac"))[0]
+    decoded = decode_audio(path)
+    assert decoded.sample_rate == RATE
+    assert decoded.channels == 1
+    assert decoded.duration_s > 40
+    assert np.abs(decoded.samples).max() <= 1.0
+
+
+def _truncated_wav() -> bytes:
+    data = _encode(_tone(), "WAV", "PCM_16")
+    return data[: len(data) - 1000]
+
+
+def _nan_wav(value: float) -> bytes:
+    frames = _tone()
+    frames[100, 0] = value
+    frames[200, 0] = value
+    return _encode(frames, "WAV", "FLOAT")
+
+
+def _wav_with_data_after_a_list_chunk_that_is_cut() -> bytes:
+    """A LIST chunk before the data chunk, so the data chunk is found by walking the chunks."""
+    pcm = (np.arange(800, dtype=np.int16) * 40).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, RATE, RATE * 2, 2, 16)
+    listing = b"INFOISFT" + struct.pack("<I", 5) + b"test\x00" + b"\x00"  # odd: padded
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"LIST"
+        + struct.pack("<I", len(listing) - 1)
+        + listing
+        + b"data"
+        + struct.pack("<I", len(pcm))
+        + pcm
+    )
+    return (b"RIFF" + struct.pack("<I", len(body)) + body)[:-600]
+
+
+REFUSALS = [
+    ("empty", b"", "audio is empty (0 bytes)"),
+    ("garbage", bytes(range(256)) * 8, "not a WAV or FLAC file that can be decoded"),
+    ("text", b"this is a text file, not audio\n" * 20, "not a WAV or FLAC file that can"),
+    ("truncated WAV", _truncated_wav(), "truncated WAV: the data chunk declares 16000 bytes"),
+    (
+        "truncated WAV with a LIST chunk",
+        _wav_with_data_after_a_list_chunk_that_is_cut(),
+        "truncated WAV: the data chunk declares 1600 bytes but only 1000 are present",
+    ),
+    (
+        "truncated FLAC",
+        _encode(_tone(2.0), "FLAC", "PCM_16")[:-2000],
+        "the FLAC audio is corrupt or truncated: flac decoder lost sync",
+    ),
+    (
+        "WAV header only",
+        _encode(np.zeros((0, 1)), "WAV", "PCM_16"),
+        "audio has no samples",
+    ),
+    ("NaN", _nan_wav(np.nan), "audio contains 2 NaN or infinite samples"),
+    ("infinity", _nan_wav(np.inf), "audio contains 2 NaN or infinite samples"),
+    ("AIFF", _encode(_tone(), "AIFF", "PCM_16"), "unsupported audio format AIFF (PCM_16)"),
+    ("mu-law WAV", _encode(_tone(), "WAV", "ULAW"), "unsupported audio format WAV (ULAW)"),
+    ("Ogg Vorbis", _encode(_tone(), "OGG", "VORBIS"), "unsupported audio format OGG (VORBIS)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(data, reason) for _, data, reason in REFUSALS],
+    ids=[name for name, _, _ in REFUSALS],
+)
+def test_refuses_what_is_not_complete_finite_audio(data: bytes, reason: str) -> None:
+    with pytest.raises(AudioDecodeError) as caught:
+        decode_audio(data)
+    assert reason in str(caught.value)
+
+
+def test_libsndfile_alone_would_accept_the_truncated_wav() -> None:
+    """Why decode_audio walks the RIFF chunks itself: libsndfile reads the cut file quietly."""
+    samples, _ = sf.read(io.BytesIO(_truncated_wav()))
+    assert samples.shape[0] == 8000 - 500
+
+
+def test_truncated_flac_is_refused_from_a_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "cut.flac"
+    path.write_bytes(_encode(_tone(2.0), "FLAC", "PCM_16")[:-2000])
+    with pytest.raises(AudioDecodeError, match="the FLAC audio is corrupt or truncated"):
+        decode_audio(path)
+
+
+@pytest.mark.parametrize("channel", [2, -1])
+def test_refuses_a_channel_out_of_range(channel: int) -> None:
+    with pytest.raises(AudioDecodeError, match=rf"channel {channel} is out of range: .* 2 chan"):
+        decode_audio(_encode(_tone(channels=2), "WAV", "PCM_16"), channel=channel)
+
+
+def test_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioDecodeError, match=r"cannot read .*missing\.wav"):
+        decode_audio(tmp_path / "missing.wav")
+
+
+def test_load_audio_resamples_to_the_models_rate() -> None:
+    rate = 44100
+    t = np.arange(rate) / rate
+    data = _encode(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], "WAV", "FLOAT", rate)
+    samples = load_audio(data, RATE)
+    assert samples.dtype == np.float32
+    assert samples.shape == (RATE,)
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.argmax(spectrum) == 1000  # 1 s at 16 kHz: bin k is k Hz
