@@ -3,6 +3,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS ?= models
+WORKERS ?= 1
 
 SERVE_VENV := .venv-serve
 DEV_VENV := .venv
@@ -23,7 +24,7 @@ $(DEV_VENV)/.installed: pyproject.toml
 	touch $@
 
 serve: $(SERVE_VENV)/.installed
-	$(SERVE_VENV)/bin/auscult serve --models $(MODELS) --host $(HOST) --port $(PORT)
+	$(SERVE_VENV)/bin/auscult serve --models $(MODELS) --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 test: $(DEV_VENV)/.installed
 	bash scripts/install-test-tools

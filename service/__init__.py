@@ -1,3 +1,3 @@
-"""Auscult's scoring service: decode audio and sensor windows, score them with ONNX bundles, serve verdicts."""
+"""Auscult's scoring service: clips, audio streams and sensor windows scored by ONNX bundles."""
 
 __version__ = "0.1.0"

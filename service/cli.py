@@ -27,9 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from service.server import add_serve_arguments
 
-    add_serve_arguments(
-        commands.add_parser("serve", help="run the scoring service on uvicorn")
-    )
+    add_serve_arguments(commands.add_parser("serve", help="run the scoring service on uvicorn"))
     commands.add_parser(
         "train", help="train a model bundle (see 'auscult train --help')", add_help=False
     )

@@ -72,7 +72,7 @@ class GammaThreshold(_Strict):
 
 class TrainingData(_Strict):
     data: str = Field(description="where the training data came from, in words or as a path")
-    # Examples trained on (audio: clips); labelled anomalous ones only count when training used them.
+    # Examples trained on (audio: clips); labelled anomalies count where training used them.
     n_normal: Annotated[int, Field(ge=0)]
     n_anomaly: Annotated[int, Field(ge=0)]
     clip_seconds: Annotated[float, Field(gt=0)] | None = None
@@ -149,7 +149,15 @@ class WindowsManifest(_ManifestBase):
     window: Annotated[int, Field(gt=1)]
     stride: Annotated[int, Field(gt=0)]
     step_decision: GammaThreshold
+    # A distribution-free alternative threshold, and which percentile of the scores it is.
     percentile_threshold: float | None = None
+    percentile: Annotated[float, Field(gt=0, lt=100)] | None = None
+    # How `auscult evaluate windows` reads the data again: the loader's format and, for SMD,
+    # the machine.
+    data_format: str | None = None
+    data_subset: str | None = None
+    # Architecture and training settings, for the record (teacher size, distillation weight...).
+    model_settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> WindowsManifest:

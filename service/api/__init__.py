@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket API: routers, dependencies, response models and middleware."""

@@ -1,0 +1,154 @@
+"""Scoring a whole clip: `POST /v1/models/{name}/score`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.datastructures import UploadFile
+
+from service.api.deps import ModelDep, RuntimeDep, require_api_key
+from service.api.schemas import BlockVerdict, ClipVerdict, ErrorResponse, WorstBlock
+from service.audio.decode import AudioDecodeError
+from service.clip_scoring import ClipTooLongError, ScoredClip, band_centres_hz, score_clip
+from service.features.logmel import AudioTooShortError
+from service.scoring.decision import Decision
+
+AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac")
+MULTIPART = "multipart/form-data"
+FILE_FIELD = "file"
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "a WAV or FLAC clip as the raw body, or as the 'file' part of a form",
+        "content": {
+            **{media: _BINARY for media in AUDIO_TYPES},
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+                    "required": [FILE_FIELD],
+                }
+            },
+        },
+    }
+}
+
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["scoring"],
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorResponse, "description": "missing or wrong API key"}},
+)
+
+
+async def _read_clip(request: Request) -> bytes:
+    """The clip's bytes from a raw audio body or a multipart form's file part."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in AUDIO_TYPES:
+        data = await request.body()
+    elif media_type == MULTIPART:
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get(FILE_FIELD)
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"the form has no file part named {FILE_FIELD!r} holding the clip",
+                )
+            data = await upload.read()
+    else:
+        raise HTTPException(
+            status_code=415,
+            detail=f"unsupported content type {media_type or '(none)'!r}: send the clip as "
+            f"{', '.join(AUDIO_TYPES)}, or as the {FILE_FIELD!r} part of {MULTIPART}",
+        )
+    if not data:
+        raise HTTPException(status_code=422, detail="the clip is empty (0 bytes)")
+    return data
+
+
+def _block_verdicts(clip: ScoredClip, decision: Decision) -> list[BlockVerdict]:
+    verdicts = []
+    for i, score in enumerate(clip.block_scores):
+        verdict = decision(float(score))
+        verdicts.append(
+            BlockVerdict(
+                index=i,
+                start_s=float(clip.block_start_s[i]),
+                end_s=float(clip.block_end_s[i]),
+                score=float(score),
+                ratio=verdict.ratio,
+                anomaly=verdict.anomaly,
+            )
+        )
+    return verdicts
+
+
+@router.post(
+    "/{name}/score",
+    summary="Score a clip: the verdict, per-block scores and the worst block's band errors",
+    openapi_extra=_REQUEST_BODY,
+    responses={
+        400: {"model": ErrorResponse, "description": "the model does not score audio"},
+        404: {"model": ErrorResponse, "description": "no such model"},
+        413: {"model": ErrorResponse, "description": "body over AUSCULT_MAX_BODY_BYTES"},
+        415: {"model": ErrorResponse, "description": "not a WAV/FLAC or multipart body"},
+        422: {"model": ErrorResponse, "description": "unreadable, too short or too long audio"},
+        503: {"model": ErrorResponse, "description": "scoring pool full; see Retry-After"},
+    },
+)
+async def score(
+    request: Request,
+    model: ModelDep,
+    runtime: RuntimeDep,
+    station: Annotated[
+        str | None,
+        Query(max_length=64, description="where the clip was recorded, for metrics"),
+    ] = None,
+) -> ClipVerdict:
+    scorer = model.audio_scorer
+    if scorer is None:
+        raise HTTPException(
+            status_code=400,
+            detail=f"model {model.name!r} is a {model.kind} model; it does not score audio",
+        )
+    data = await _read_clip(request)
+    try:
+        clip = await runtime.pool.run(
+            score_clip,
+            scorer,
+            data,
+            max_seconds=runtime.settings.max_clip_seconds,
+            metrics=runtime.metrics,
+        )
+    except (AudioDecodeError, AudioTooShortError, ClipTooLongError) as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+    manifest = scorer.manifest
+    clip_decision = Decision(manifest.clip_decision.threshold)
+    block_decision = Decision(manifest.block_decision.threshold)
+    verdict = clip_decision(clip.score)
+    blocks = _block_verdicts(clip, block_decision)
+    runtime.metrics.record_verdicts(model.name, station, "clip", [verdict.anomaly], [verdict.ratio])
+    return ClipVerdict(
+        model=model.name,
+        version=model.version,
+        station=station,
+        duration_s=clip.duration_s,
+        sample_rate=clip.sample_rate,
+        channels=clip.channels,
+        model_sample_rate=manifest.features.sample_rate,
+        score=clip.score,
+        threshold=clip_decision.threshold,
+        ratio=verdict.ratio,
+        anomaly=verdict.anomaly,
+        block_threshold=block_decision.threshold,
+        blocks=blocks,
+        worst_block=WorstBlock(
+            **blocks[clip.worst_block].model_dump(),
+            band_error=[float(v) for v in clip.worst_band_error],
+            band_hz=list(band_centres_hz(manifest.features)),
+        ),
+    )

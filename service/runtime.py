@@ -1,0 +1,75 @@
+"""What one running app holds between start-up and shutdown: its settings, metrics, registry,
+scoring pool, stream slots and readiness. The lifespan creates it; requests reach it through
+their typed lifespan state."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from service.concurrency import BoundedPool
+from service.config import Settings
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+
+
+class StreamSlots:
+    """Counts open WebSocket streams against the configured limit and exports the gauge."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self._metrics = metrics
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._open >= self.limit:
+                return False
+            self._open += 1
+        self._metrics.websocket_connections.inc()
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1
+        self._metrics.websocket_connections.dec()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    registry: ModelRegistry
+    pool: BoundedPool
+    streams: StreamSlots
+    # Set on SIGTERM (see service/server.py): /readyz answers 503 while requests still work.
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            registry=ModelRegistry(
+                settings.models_dir, metrics, onnx_threads=settings.onnx_threads
+            ),
+            pool=BoundedPool(settings.worker_threads, settings.pool_queue_limit),
+            streams=StreamSlots(settings.ws_max_connections, metrics),
+        )
+
+    def readiness(self) -> str | None:
+        """None when ready to take traffic, else why not."""
+        if self.draining.is_set():
+            return "draining: the server is shutting down"
+        if not self.registry.refreshed:
+            return "loading models"
+        if self.registry.folder_error is not None:
+            return self.registry.folder_error
+        if not self.registry.served():
+            return f"no model could be loaded from {self.settings.models_dir}"
+        return None

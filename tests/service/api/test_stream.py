@@ -1,0 +1,299 @@
+"""WS /v1/models/{name}/stream through a real WebSocket client: verdicts equal to scoring the
+same audio as a clip, and every limit and protocol error with its close code."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from service.audio.resample import resample
+from service.config import Settings
+from tests.bundle_factory import machine_sound, make_windows_bundle
+from tests.server import LiveServer, running_server
+from tests.service.api.streams import read_to_close, start, stream_connection
+from tests.service.clips import encode, small_audio_bundle
+
+
+def _normal_then_anomalous() -> np.ndarray:
+    normal = machine_sound(2.0, seed=31)
+    return np.concatenate([normal, machine_sound(1.0, seed=32, anomalous=True)])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    small_audio_bundle(folder / "fan", name="fan", version="7")
+    make_windows_bundle(folder / "press", name="press", window=20)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(models: Path) -> Iterator[LiveServer]:
+    settings = Settings(models_dir=models, reload_poll_seconds=0, stations=["press-1"])
+    with running_server(settings) as live:
+        yield live
+
+
+def _frames(payload: bytes, size: int) -> list[bytes]:
+    return [payload[i : i + size] for i in range(0, len(payload), size)]
+
+
+async def _stream_all(
+    server: LiveServer, frames: list[bytes], **start_fields: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:
+    async with stream_connection(server) as ws:
+        ready = await start(ws, **start_fields)
+        for frame in frames:
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "stop"}))
+        messages, code = await read_to_close(ws)
+    return ready, messages, code
+
+
+def _clip_blocks(server: LiveServer, wav: bytes) -> list[dict[str, Any]]:
+    response = httpx.post(
+        f"{server.url}/v1/models/fan/score",
+        content=wav,
+        headers={"Content-Type": "audio/wav"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    blocks: list[dict[str, Any]] = response.json()["blocks"]
+    return blocks
+
+
+def _assert_match(scores: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> None:
+    assert [s["seq"] for s in scores] == [b["index"] for b in blocks]
+    assert [s["anomaly"] for s in scores] == [b["anomaly"] for b in blocks]
+    assert [s["start_s"] for s in scores] == pytest.approx([b["start_s"] for b in blocks])
+    assert [s["end_s"] for s in scores] == pytest.approx([b["end_s"] for b in blocks])
+    assert [s["score"] for s in scores] == pytest.approx([b["score"] for b in blocks], rel=1e-4)
+    assert 0 < sum(s["anomaly"] for s in scores) < len(scores)
+
+
+def test_stream_verdicts_match_scoring_the_same_audio_as_a_clip(server: LiveServer) -> None:
+    wav = encode(_normal_then_anomalous())
+    pcm, _ = sf.read(io.BytesIO(wav), dtype="int16")
+    # 100 ms frames: blocks of 128 ms straddle them.
+    frames = _frames(pcm.astype("<i2").tobytes(), 3200)
+    ready, messages, code = asyncio.run(
+        _stream_all(server, frames, encoding="pcm_s16le", station="press-1")
+    )
+    assert ready["type"] == "ready"
+    assert (ready["model"], ready["version"], ready["model_sample_rate"]) == ("fan", "7", 16000)
+    assert ready["block_seconds"] == pytest.approx(0.128)
+    *scores, end = messages
+    assert code == 1000
+    assert all(m["type"] == "score" for m in scores)
+    assert all(m["ratio"] == pytest.approx(m["score"] / ready["threshold"]) for m in scores)
+    _assert_match(scores, _clip_blocks(server, wav))
+    assert end == {
+        "type": "end",
+        "blocks": len(scores),
+        "anomalies": sum(s["anomaly"] for s in scores),
+        "audio_seconds": 3.0,
+    }
+
+
+def test_streams_are_not_compressed(server: LiveServer) -> None:
+    async def extensions() -> str | None:
+        # The client offers permessage-deflate, as most do: PCM gains nothing from it.
+        async with stream_connection(server) as ws:
+            assert ws.response is not None
+            negotiated: str | None = ws.response.headers.get("Sec-WebSocket-Extensions")
+            return negotiated
+
+    assert asyncio.run(extensions()) is None
+
+
+def test_a_float_stream_at_48_khz_is_resampled_like_the_clip(server: LiveServer) -> None:
+    samples = resample(_normal_then_anomalous(), 16000, 48000)
+    wav = encode(samples, 48000, subtype="FLOAT")
+    frames = _frames(samples.astype("<f4").tobytes(), 4 * 4800)
+    _, messages, code = asyncio.run(
+        _stream_all(server, frames, sample_rate=48000, encoding="f32le")
+    )
+    assert code == 1000
+    _assert_match(messages[:-1], _clip_blocks(server, wav))
+
+
+async def _expect_error(
+    server: LiveServer, model: str, first: str | bytes | None, then: Sequence[str | bytes]
+) -> tuple[dict[str, Any], int | None]:
+    async with stream_connection(server, model) as ws:
+        if first is not None:
+            await ws.send(first)
+            if json.loads(await ws.recv())["type"] != "ready":
+                raise AssertionError("start was refused")
+        for message in then:
+            await ws.send(message)
+        messages, code = await read_to_close(ws)
+    *scores, error = messages
+    # Frames accepted before the error may have been scored already.
+    assert all(m["type"] == "score" for m in scores)
+    return error, code
+
+
+START = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"})
+
+
+@pytest.mark.parametrize(
+    ("model", "first", "then", "code", "close_code", "words"),
+    [
+        ("pump", None, [], "unknown_model", 1008, "no model named 'pump'"),
+        ("press", None, [], "wrong_kind", 1008, "is a windows model"),
+        ("fan", None, [b"\x00\x00"], "protocol", 1008, "first message must be the JSON"),
+        ("fan", None, ['{"type": "start"}'], "bad_start", 1008, "sample_rate: Field required"),
+        (
+            "fan",
+            None,
+            ['{"type": "start", "sample_rate": 16000, "encoding": "mp3"}'],
+            "bad_start",
+            1008,
+            "encoding",
+        ),
+        ("fan", START, [b"\x00\x00\x00"], "bad_frame", 1008, "multiple of 2 bytes"),
+        ("fan", START, ['{"type": "pause"}'], "protocol", 1008, 'finally {"type": "stop"}'),
+        ("fan", START, [b"\x00" * (1024 * 1024 + 2)], "frame_too_large", 1009, "smaller frames"),
+    ],
+)
+def test_protocol_violations_get_an_error_then_the_close_code(
+    server: LiveServer,
+    model: str,
+    first: str | None,
+    then: list[str | bytes],
+    code: str,
+    close_code: int,
+    words: str,
+) -> None:
+    error, closed_with = asyncio.run(_expect_error(server, model, first, then))
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert words in error["message"]
+    assert closed_with == close_code
+
+
+def test_dropped_frames_and_open_connections_are_in_the_metrics(server: LiveServer) -> None:
+    asyncio.run(_expect_error(server, "fan", START, [b"\x00\x00\x00"]))
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'auscult_websocket_frames_dropped_total{model="fan",reason="bad_frame"}' in text
+    assert "auscult_websocket_connections 0.0" in text
+
+
+def test_a_client_sending_faster_than_scoring_overflows_the_buffer(models: Path) -> None:
+    settings = Settings(models_dir=models, reload_poll_seconds=0, ws_buffer_bytes=64 * 1024)
+    # 10 frames of 1 s sent at once: far more than 64 KiB waits before the first is scored.
+    frames = [np.zeros(16000, dtype="<i2").tobytes()] * 10
+    with running_server(settings) as live:
+        error, code = asyncio.run(_expect_error(live, "fan", START, frames))
+        text = httpx.get(f"{live.url}/metrics").text
+    assert (error["code"], code) == ("buffer_full", 1013)
+    assert "faster than the server scores" in error["message"]
+    assert 'auscult_websocket_frames_dropped_total{model="fan",reason="buffer_full"} 1.0' in text
+
+
+def test_a_stream_longer_than_the_limit_is_closed(models: Path) -> None:
+    settings = Settings(models_dir=models, reload_poll_seconds=0, ws_max_stream_seconds=1.0)
+    frame = np.zeros(9600, dtype="<i2").tobytes()  # 0.6 s
+    with running_server(settings) as live:
+        error, code = asyncio.run(_expect_error(live, "fan", START, [frame, frame]))
+    assert (error["code"], code) == ("stream_too_long", 1008)
+    assert "limit of 1 s of audio" in error["message"]
+
+
+def test_streams_beyond_the_connection_limit_are_refused(models: Path) -> None:
+    settings = Settings(models_dir=models, reload_poll_seconds=0, ws_max_connections=1)
+
+    async def scenario(live: LiveServer) -> None:
+        async with stream_connection(live) as first:
+            assert (await start(first))["type"] == "ready"
+            async with stream_connection(live) as second:
+                [error], code = await read_to_close(second)
+            assert (error["code"], code) == ("too_many_streams", 1013)
+            assert "all 1 stream slots are in use" in error["message"]
+        # The slot is free again once the first stream has gone.
+        for _ in range(50):
+            async with stream_connection(live) as third:
+                answer = await start(third)
+            if answer["type"] == "ready":
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the slot was not released: {answer}")
+
+    with running_server(settings) as live:
+        asyncio.run(scenario(live))
+
+
+def test_an_idle_stream_is_closed(models: Path) -> None:
+    settings = Settings(models_dir=models, reload_poll_seconds=0, ws_idle_timeout_seconds=0.3)
+
+    async def scenario(live: LiveServer) -> tuple[list[dict[str, Any]], int | None]:
+        async with stream_connection(live) as ws:
+            assert (await start(ws))["type"] == "ready"
+            return await read_to_close(ws)
+
+    with running_server(settings) as live:
+        started = time.monotonic()
+        [error], code = asyncio.run(scenario(live))
+    assert (error["code"], code) == ("idle_timeout", 1001)
+    assert time.monotonic() - started < 5
+
+
+def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One server-to-client WebSocket frame (unmasked): opcode and payload; (-1, b'') at EOF."""
+    header = sock.recv(2)
+    if len(header) < 2:
+        return -1, b""
+    opcode, length = header[0] & 0x0F, header[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(sock.recv(2), "big")
+    elif length == 127:
+        length = int.from_bytes(sock.recv(8), "big")
+    payload = b""
+    while len(payload) < length:
+        payload += sock.recv(length - len(payload))
+    return opcode, payload
+
+
+def test_the_server_pings_and_drops_a_client_that_never_answers(models: Path) -> None:
+    settings = Settings(
+        models_dir=models,
+        reload_poll_seconds=0,
+        ws_ping_interval_seconds=0.2,
+        ws_ping_timeout_seconds=0.3,
+    )
+    with (
+        running_server(settings) as live,
+        socket.create_connection((live.host, live.port), timeout=5) as sock,
+    ):
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                "GET /v1/models/fan/stream HTTP/1.1\r\n"
+                f"Host: {live.host}:{live.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101")
+        # This raw client never answers: the server pings, then gives up on it.
+        opcodes = []
+        while (opcode := _read_frame(sock)[0]) not in (-1, 0x8):
+            opcodes.append(opcode)
+        assert 0x9 in opcodes  # ping
