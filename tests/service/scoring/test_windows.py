@@ -18,7 +18,8 @@ from service.scoring.windows import (
     anomaly_runs,
     top_channels,
 )
-from tests.bundle_factory import make_audio_bundle, make_windows_bundle, sensor_series, standardise
+from tests.bundle_factory import make_windows_bundle, sensor_series, standardise
+from tests.service.clips import small_audio_bundle
 
 WINDOW = 20
 
@@ -146,6 +147,6 @@ def test_bad_input_is_refused_with_a_reason(bundle: LoadedBundle) -> None:
 
 
 def test_an_audio_bundle_is_not_a_windows_bundle(tmp_path: Path) -> None:
-    audio = load_bundle(make_audio_bundle(tmp_path / "audio"))
+    audio = load_bundle(small_audio_bundle(tmp_path / "audio"))
     with pytest.raises(TypeError, match="needs a windows bundle"):
         WindowsScorer(audio)

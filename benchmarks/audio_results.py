@@ -1,0 +1,229 @@
+"""Regenerate the tables of docs/RESULTS.md from the raw results in benchmarks/results/: each table
+sits between `<!-- table NAME -->` and `<!-- end NAME -->`; the prose around them is kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from benchmarks.audio_protocol import PROJECT_ROOT, RESULTS_DIR
+
+DOC = PROJECT_ROOT / "docs" / "RESULTS.md"
+CONDITIONS = ("clean", "6 dB", "0 dB", "-6 dB")
+MODELS = ("auscult block", "auscult context", "pyod AudioAE")
+
+Row = dict[str, Any]
+
+
+def _load(pattern: str) -> tuple[list[dict[str, Any]], list[Row]]:
+    documents = [json.loads(p.read_text()) for p in sorted(RESULTS_DIR.glob(pattern))]
+    return documents, [row for d in documents for row in d["rows"]]
+
+
+def _stat(values: Iterable[float | None], digits: int = 3) -> str:
+    """mean ± sample standard deviation over seeds, and how many when fewer than four."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "n/a"
+    text = f"{statistics.mean(present):.{digits}f}"
+    if len(present) > 1:
+        text += f" ± {statistics.stdev(present):.{digits}f}"
+    return text + (f" ({len(present)} seeds)" if len(present) < 4 else "")
+
+
+def _seconds(values: Iterable[float]) -> str:
+    present = list(values)
+    if not present:
+        return "n/a"
+    return f"{statistics.mean(present):.0f} s (max {max(present):.0f} s)"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pick(rows: list[Row], **match: Any) -> list[Row]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _label(row: Row) -> str:
+    if row["model"] == "pyod AudioAE":
+        return "PyOD AudioAE (peer)"
+    backbone = row["model"].split()[1]
+    return f"Auscult {backbone}, stage {2 if row['labelled'] else 1}"
+
+
+def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
+    groups = [(m, n) for m in MODELS for n in (0, 5) if _pick(rows, model=m, labelled=n)]
+    auc, alarms = [], []
+    for model, labelled in groups:
+        chosen = _pick(rows, model=model, labelled=labelled)
+        label = _label(chosen[0])
+
+        def at(condition: str, key: str, chosen: list[Row] = chosen) -> list[float | None]:
+            return [r["conditions"][condition][key] for r in chosen]
+
+        auc.append(
+            [label, str(labelled)]
+            + [_stat(at(c, "auc")) for c in CONDITIONS]
+            + [_seconds(r["train_seconds"] for r in chosen)]
+        )
+        alarms.append(
+            [label, f"{1 - chosen[0]['r']:.2f}"]
+            + [_stat(at(c, "false_alarm_rate")) for c in CONDITIONS]
+            + [_stat(at("clean", "recall")), _stat(at("clean", "pauc"))]
+        )
+    first = _pick(rows, model="auscult block", labelled=5) or rows
+    clean = first[0]["conditions"]["clean"]
+    split = first[0].get("split", {})
+    loads = [d["load_start"] for d in documents] + [d["load_end"] for d in documents]
+    size = (
+        f"Per seed: {clean['test_recordings']} test recordings ({clean['test_normal_clips']} "
+        f"normal and {clean['test_anomalous_clips']} anomalous 10 s clips, give or take a clip "
+        f"with the seed); split sides with 5 labelled: {split}. Load average on the 2-core "
+        f"machine during the runs: {min(loads):.1f} to {max(loads):.1f}."
+    )
+    return {
+        "uav-auc": _table(
+            ["model", "labelled anomalous recordings"]
+            + [f"AUC {c}" for c in CONDITIONS]
+            + ["training time per run"],
+            auc,
+        )
+        + "\n\n"
+        + size,
+        "uav-alarms": _table(
+            ["model", "1 - r"]
+            + [f"false-alarm rate, {c}" for c in CONDITIONS]
+            + ["recall, clean", "pAUC, clean"],
+            alarms,
+        ),
+    }
+
+
+def sweep_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
+    data_sets: dict[str, Any] = {}
+    for document in documents:
+        data_sets.update(document["data_sets"])
+    auc, alarms, times = [], [], []
+    for name, info in data_sets.items():
+        counts: list[int] = info["counts"]
+        for model in MODELS:
+            chosen = _pick(rows, data=name, model=model)
+            if not chosen:
+                continue
+            cells = [
+                _stat(r["auc"] for r in _pick(chosen, labelled=n))
+                if _pick(chosen, labelled=n)
+                else ""
+                for n in counts
+            ]
+            auc.append([name, model, *cells])
+            times.append([name, model, _seconds(r["train_seconds"] for r in chosen)])
+            if model != "pyod AudioAE":
+                most = max(counts)
+                alarms.append(
+                    [name, model, f"{1 - chosen[0]['r']:.2f}"]
+                    + [
+                        _stat(r["false_alarm_rate"] for r in _pick(chosen, labelled=n))
+                        for n in (0, most)
+                    ]
+                    + [
+                        _stat(r["auc_id_mean"] for r in _pick(chosen, labelled=n))
+                        for n in (0, most)
+                    ]
+                )
+    width = max(len(info["counts"]) for info in data_sets.values())
+    header = ["data", "model"] + [f"count {i + 1}" for i in range(width)]
+    counts_line = "; ".join(f"{name}: {info['counts']}" for name, info in data_sets.items())
+    return {
+        "sweep-auc": _table(header, [r + [""] * (len(header) - len(r)) for r in auc])
+        + f"\n\nLabelled-anomaly counts per column, in order: {counts_line}.",
+        "sweep-alarms": _table(
+            [
+                "data",
+                "model",
+                "1 - r",
+                "false-alarm rate, 0 labelled",
+                "false-alarm rate, all labelled",
+                "AUC mean over IDs, 0",
+                "AUC mean over IDs, all",
+            ],
+            alarms,
+        ),
+        "sweep-time": _table(["data", "model", "training time per run"], times),
+    }
+
+
+def cli_table(document: dict[str, Any]) -> str:
+    train, evaluate = document["train"], document["evaluate"]
+    figures = evaluate["figures"]
+    decision = document["clip_decision"]
+    return _table(
+        ["step", "wall time", "CPU time", "load average before / after", "result"],
+        [
+            [
+                "`auscult train audio`",
+                f"{train['wall_seconds']:.0f} s",
+                f"{train['cpu_seconds']:.0f} s",
+                f"{train['load_before']:.1f} / {train['load_after']:.1f}",
+                f"stage 1 best epoch {document['training']['stage1_epochs']}, stage 2 best "
+                f"epoch {document['training']['stage2_epochs']}",
+            ],
+            [
+                "`auscult evaluate audio --json`",
+                f"{evaluate['wall_seconds']:.0f} s",
+                f"{evaluate['cpu_seconds']:.0f} s",
+                f"{evaluate['load_before']:.1f} / {evaluate['load_after']:.1f}",
+                f"AUC {figures['auc']:.4f}, pAUC {figures['pauc']:.4f} on "
+                f"{figures['n_normal']} normal and {figures['n_anomaly']} anomalous clips of "
+                f"{figures['n_recordings']} unseen recordings; false-alarm rate "
+                f"{figures['false_alarm_rate']:.3f} at the clip threshold "
+                f"(1 - r = {1 - decision['r']:.2f}), recall {figures['recall']:.3f}",
+            ],
+        ],
+    )
+
+
+def _keep_markers(table: str) -> Callable[[re.Match[str]], str]:
+    def fill(match: re.Match[str]) -> str:
+        return match.group(1) + table + match.group(2)
+
+    return fill
+
+
+def replace_tables(text: str, tables: dict[str, str]) -> str:
+    for name, table in tables.items():
+        pattern = re.compile(
+            rf"(<!-- table {re.escape(name)} -->\n).*?(\n<!-- end {re.escape(name)} -->)", re.S
+        )
+        if not pattern.search(text):
+            raise SystemExit(f"{DOC} has no <!-- table {name} --> ... <!-- end {name} --> block")
+        text = pattern.sub(_keep_markers(table), text)
+    return text
+
+
+def main() -> None:
+    tables: dict[str, str] = {}
+    sources: list[tuple[str, Callable[[list[Row], list[dict[str, Any]]], dict[str, str]]]] = [
+        ("audio_uav*.json", uav_tables),
+        ("audio_sweep*.json", sweep_tables),
+    ]
+    for pattern, render in sources:
+        documents, rows = _load(pattern)
+        if rows:
+            tables.update(render(rows, documents))
+    cli = RESULTS_DIR / "audio_cli.json"
+    if cli.exists():
+        tables["cli"] = cli_table(json.loads(cli.read_text()))
+    DOC.write_text(replace_tables(DOC.read_text(encoding="utf-8"), tables), encoding="utf-8")
+    print(f"updated {', '.join(tables)} in {DOC}")
+
+
+if __name__ == "__main__":
+    main()

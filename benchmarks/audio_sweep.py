@@ -1,0 +1,162 @@
+"""AUC against the number of labelled anomalous recordings (0, 1, 2, 5, all available) on
+mimii_fan_id00 and each machine type of dcase2020_dev, both backbones, with the test recordings
+fixed per seed across counts, and PyOD's AudioAE on the same splits. Writes
+benchmarks/results/audio_sweep.json."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.audio_peer import fit_peer, peer_scores, peer_threshold
+from benchmarks.audio_protocol import (
+    DATA_DIR,
+    SEEDS,
+    DataSet,
+    R,
+    check_unseen,
+    evaluate,
+    figures,
+    fixed_test,
+    scored_clips,
+    train,
+    write_results,
+)
+from training.audio.backbones import BACKBONES, Backbone
+from training.audio.clips import iter_clips
+from training.audio.evaluation import evaluate_scores
+
+# 5 s clips: a DCASE type's single threshold recording then gives the two clips a Gamma fit
+# needs. Half the anomalous recordings (rounded up) stay in every test.
+CLIP_SECONDS = 5.0
+DATA_SETS = {
+    "mimii_fan_id00": DataSet(
+        "mimii_fan_id00", DATA_DIR / "audio" / "mimii_fan_id00", None, CLIP_SECONDS, 10
+    ),
+    **{
+        f"dcase_{machine}": DataSet(
+            f"dcase_{machine}",
+            DATA_DIR / "audio" / "dcase2020_dev",
+            machine,
+            CLIP_SECONDS,
+            anomalies,
+        )
+        for machine, anomalies in (
+            ("fan", 4),
+            ("pump", 3),
+            ("slider", 4),
+            ("valve", 4),
+            ("ToyCar", 4),
+            ("ToyConveyor", 3),
+        )
+    },
+}
+COUNTS = (0, 1, 2, 5)
+
+
+def _counts(data: DataSet) -> list[int]:
+    return sorted({c for c in COUNTS if c < data.max_labelled} | {data.max_labelled})
+
+
+def run_data_set(
+    data: DataSet, backbones: list[Backbone], seeds: list[int], work: Path
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    layout = data.open().layout
+    for seed in seeds:
+        test = fixed_test(data, seed)
+        for backbone in backbones:
+            for labelled in _counts(data):
+                load = os.getloadavg()[0]
+                result = train(data, labelled, backbone, seed, work / f"{data.name}-{backbone}")
+                check_unseen(result, test)
+                rows.append(
+                    {
+                        "data": data.name,
+                        "model": f"auscult {backbone}",
+                        "labelled": labelled,
+                        "all_available": labelled == data.max_labelled,
+                        "seed": seed,
+                        "train_seconds": result.seconds,
+                        "load_before": load,
+                        "split": {side: len(r) for side, r in result.split.sides().items()},
+                        "train_normal_clips": result.manifest.training.n_normal,
+                        "train_anomalous_clips": result.manifest.training.n_anomaly,
+                        "stage1_epochs": result.stage1.best_epoch,
+                        "stage2_epochs": result.stage2.best_epoch if result.stage2 else None,
+                        "r": result.manifest.clip_decision.r,
+                        **figures(evaluate(result.bundle_dir, test, data, layout)),
+                    }
+                )
+                print(rows[-1], flush=True)
+        load, started = os.getloadavg()[0], time.perf_counter()
+        peer = fit_peer([r for r in result.split.train if not r.is_anomaly], CLIP_SECONDS, seed)
+        seconds = time.perf_counter() - started
+        clips = list(iter_clips(test, 16000, CLIP_SECONDS))
+        scored = scored_clips(
+            test, [(c.recording.recording_id, c.index) for c in clips], peer_scores(peer, clips)
+        )
+        threshold = peer_threshold(peer, result.split.threshold, CLIP_SECONDS, R)
+        report = evaluate_scores(scored, layout, threshold)
+        rows.append(
+            {
+                "data": data.name,
+                "model": "pyod AudioAE",
+                "labelled": 0,
+                "all_available": False,
+                "seed": seed,
+                "train_seconds": seconds,
+                "load_before": load,
+                "r": R,
+                **figures(report),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", nargs="+", choices=sorted(DATA_SETS), default=list(DATA_SETS))
+    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--out", default="audio_sweep", help="results file name (no suffix)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load, started = os.getloadavg()[0], time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.data:
+            rows += run_data_set(DATA_SETS[name], args.backbones, args.seeds, Path(work))
+            # Rewritten after every data set, so a long run leaves its finished ones behind.
+            path = write_results(
+                args.out,
+                {
+                    "clip_seconds": CLIP_SECONDS,
+                    "data_sets": {
+                        done: {
+                            "path": str(DATA_SETS[done].path.relative_to(DATA_DIR)),
+                            "machine_type": DATA_SETS[done].machine_type,
+                            "test_anomalous_recordings": DATA_SETS[done].test_anomalies,
+                            "counts": _counts(DATA_SETS[done]),
+                        }
+                        for done in args.data[: args.data.index(name) + 1]
+                    },
+                    "cpu_cores": os.cpu_count(),
+                    "load_start": load,
+                    "load_end": os.getloadavg()[0],
+                    "wall_seconds": time.perf_counter() - started,
+                    "rows": rows,
+                },
+            )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""UAV propeller recordings: stage 1 against stage 2 (5 labelled anomalous recordings) on both
+backbones, and PyOD's AudioAE, on test recordings fixed per seed, clean and with other real
+machines mixed in at 6, 0 and -6 dB. Writes benchmarks/results/audio_uav.json."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.audio_interference import interference_pool, mixed_clips
+from benchmarks.audio_peer import fit_peer, peer_scores, peer_threshold
+from benchmarks.audio_protocol import (
+    DATA_DIR,
+    SEEDS,
+    DataSet,
+    R,
+    check_unseen,
+    figures,
+    fixed_test,
+    scored_clips,
+    train,
+    write_results,
+)
+from service.bundle.loader import load_bundle
+from service.scoring.audio import AudioScorer
+from training.audio.backbones import BACKBONES
+from training.audio.clips import Clip, iter_clips
+from training.audio.datasets import Recording
+from training.audio.evaluation import evaluate_scores
+
+UAV = DataSet("uav_propeller", DATA_DIR / "audio" / "uav_propeller", None, 10.0, test_anomalies=14)
+LABELLED = 5
+SNRS_DB = (6.0, 0.0, -6.0)
+
+
+def _conditions(
+    clips: list[Clip], pool: list[tuple[str, np.ndarray]], seed: int
+) -> dict[str, list[np.ndarray]]:
+    clean = [c.samples for c in clips]
+    conditions = {"clean": clean}
+    for snr in SNRS_DB:
+        conditions[f"{snr:g} dB"] = mixed_clips(clean, pool, snr, seed)
+    return conditions
+
+
+def _evaluate_all(
+    score: Callable[[list[np.ndarray]], np.ndarray],
+    threshold: float,
+    clips: list[Clip],
+    conditions: dict[str, list[np.ndarray]],
+) -> dict[str, dict[str, Any]]:
+    index = [(c.recording.recording_id, c.index) for c in clips]
+    test = list({c.recording.recording_id: c.recording for c in clips}.values())
+    out = {}
+    for name, samples in conditions.items():
+        report = evaluate_scores(scored_clips(test, index, score(samples)), "folders", threshold)
+        out[name] = figures(report)
+    return out
+
+
+def _bundle_scores(scorer: AudioScorer) -> Callable[[list[np.ndarray]], np.ndarray]:
+    def score(samples: list[np.ndarray]) -> np.ndarray:
+        return np.array([scorer.score_samples(x).clip_score for x in samples])
+
+    return score
+
+
+def _peer_row(
+    seed: int,
+    train_normal: list[Recording],
+    threshold_normal: list[Recording],
+    clips: list[Clip],
+    conditions: dict[str, list[np.ndarray]],
+) -> dict[str, Any]:
+    """AudioAE on the same training normal clips, thresholded by Auscult's rule."""
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    peer = fit_peer(train_normal, UAV.clip_seconds, seed)
+    seconds = time.perf_counter() - started
+    threshold = peer_threshold(peer, threshold_normal, UAV.clip_seconds, R)
+    return {
+        "model": "pyod AudioAE",
+        "stage": 1,
+        "labelled": 0,
+        "seed": seed,
+        "train_seconds": seconds,
+        "load_before": load,
+        "r": R,
+        "conditions": _evaluate_all(
+            lambda samples: peer_scores(peer, samples), threshold, clips, conditions
+        ),
+    }
+
+
+def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[dict[str, Any]]:
+    test = fixed_test(UAV, seed)
+    clips = list(iter_clips(test, 16000, UAV.clip_seconds))
+    conditions = _conditions(clips, pool, seed)
+    rows: list[dict[str, Any]] = []
+    for backbone in BACKBONES:
+        for labelled in (0, LABELLED):
+            load = os.getloadavg()[0]
+            result = train(UAV, labelled, backbone, seed, work / f"{backbone}-{labelled}-{seed}")
+            check_unseen(result, test)
+            manifest = result.manifest
+            rows.append(
+                {
+                    "model": f"auscult {backbone}",
+                    "stage": 2 if labelled else 1,
+                    "labelled": labelled,
+                    "seed": seed,
+                    "train_seconds": result.seconds,
+                    "load_before": load,
+                    "split": {side: len(r) for side, r in result.split.sides().items()},
+                    "train_normal_clips": manifest.training.n_normal,
+                    "train_anomalous_clips": manifest.training.n_anomaly,
+                    "r": manifest.clip_decision.r,
+                    "conditions": _evaluate_all(
+                        _bundle_scores(AudioScorer(load_bundle(result.bundle_dir))),
+                        manifest.clip_decision.threshold,
+                        clips,
+                        conditions,
+                    ),
+                }
+            )
+            print(rows[-1], flush=True)
+    rows.append(
+        _peer_row(
+            seed,
+            [r for r in result.split.train if not r.is_anomaly],
+            list(result.split.threshold),
+            clips,
+            conditions,
+        )
+    )
+    print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--out", default="audio_uav", help="results file name (no suffix)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pool = interference_pool(DATA_DIR)
+    load, started = os.getloadavg()[0], time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as work:
+        for seed in args.seeds:
+            rows += run_seed(seed, pool, Path(work))
+            # Rewritten after every seed, so a long run leaves its finished seeds behind.
+            path = write_results(
+                args.out,
+                {
+                    "data": str(UAV.path.relative_to(DATA_DIR)),
+                    "clip_seconds": UAV.clip_seconds,
+                    "labelled": LABELLED,
+                    "interference": [name for name, _ in pool],
+                    "cpu_cores": os.cpu_count(),
+                    "load_start": load,
+                    "load_end": os.getloadavg()[0],
+                    "wall_seconds": time.perf_counter() - started,
+                    "rows": rows,
+                },
+            )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

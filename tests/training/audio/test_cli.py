@@ -1,0 +1,172 @@
+"""`auscult train audio` then `auscult evaluate audio`, as real subprocesses on a tiny folder-layout
+tree; bad requests end with a clear message and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.bundle.manifest import AudioManifest, read_manifest
+from tests.realdata import PROJECT_ROOT
+from training.audio.synthetic import write_folder_tree
+from training.cli import main as training_main
+
+AUSCULT = Path(sys.executable).parent / "auscult"
+QUICK = ["--epochs", "6", "--stage2-epochs", "4", "--patience", "3", "--quiet", "--threads", "1"]
+
+
+def _auscult(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [str(AUSCULT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_folder_tree(
+        tmp_path_factory.mktemp("data") / "machine",
+        normal=8,
+        anomalies={"clicking": ("click", 3), "bearing_wear": ("bearing", 3)},
+        seconds=4.0,
+        seed=2,
+    )
+
+
+def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
+    machine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "machine-bundle"
+    trained = _auscult(
+        "train",
+        "audio",
+        "--data",
+        machine,
+        "--out",
+        bundle,
+        "--clip-seconds",
+        "2",
+        "--labeled-anomalies",
+        "2",
+        "--version",
+        "2024.1",
+        *QUICK,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "bundle written to" in trained.stdout
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx", "split.json"]
+    manifest = read_manifest(bundle)
+    assert isinstance(manifest, AudioManifest)
+    assert (manifest.name, manifest.version, manifest.backbone) == (
+        "machine-bundle",
+        "2024.1",
+        "block",
+    )
+    assert manifest.training.clip_seconds == 2.0
+    assert manifest.evaluation is not None
+
+    evaluated = _auscult("evaluate", "audio", "--bundle", bundle, "--data", machine, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "never saw" in evaluated.stdout
+    figures = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    for key in ("auc", "pauc", "n_normal", "n_anomaly", "threshold", "precision", "recall", "f1"):
+        assert key in figures
+    # The default clip length is the bundle's, the default recordings those it never saw: the
+    # figures are the ones training measured on its test split.
+    assert (figures["n_normal"], figures["n_anomaly"]) == (
+        manifest.evaluation.n_normal,
+        manifest.evaluation.n_anomaly,
+    )
+    assert figures["auc"] == pytest.approx(manifest.evaluation.auc)
+    assert figures["threshold"] == manifest.clip_decision.threshold
+    assert set(figures["groups"]) == {"bearing_wear", "clicking"}
+
+    assert (
+        training_main(
+            [
+                "evaluate",
+                "audio",
+                "--bundle",
+                str(bundle),
+                "--data",
+                str(machine),
+                "--include-seen",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    all_figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all_figures["n_normal"] + all_figures["n_anomaly"] == 14 * 2  # 14 recordings of 4 s
+
+
+def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        training_main(["train", "audio", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    for flag in ("--labeled-anomalies N", "--r R", "--clip-seconds S", "--backbone", "--seed"):
+        assert flag in shown
+    assert "--quiet" in shown
+    with pytest.raises(SystemExit):
+        training_main(["evaluate", "audio", "--help"])
+    shown = capsys.readouterr().out
+    assert "--include-seen" in shown
+    assert "--json" in shown
+
+
+@pytest.mark.parametrize(
+    ("layout", "extra", "message"),
+    [
+        ("empty", [], "is empty"),
+        ("loose", [], "cannot recognise the layout"),
+        ("no_normal", [], "no normal recordings"),
+        ("machine", ["--labeled-anomalies", "7"], "asked for 7 labelled anomalous recordings"),
+    ],
+)
+def test_bad_training_requests_fail_with_a_clear_message(
+    machine: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    layout: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    data = {
+        "machine": machine,
+        "empty": tmp_path / "empty",
+        "loose": tmp_path / "loose",
+        "no_normal": tmp_path / "no_normal",
+    }[layout]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "a.wav").write_bytes((machine / "normal" / "rec_000.flac").read_bytes())
+    (tmp_path / "no_normal" / "test").mkdir(parents=True)
+    (tmp_path / "no_normal" / "test" / "anomaly_id_00_00000000.wav").write_bytes(b"RIFF")
+    status = training_main(
+        ["train", "audio", "--data", str(data), "--out", str(tmp_path / "b"), *extra]
+    )
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "b" / "model.onnx").exists()
+
+
+def test_evaluating_a_missing_bundle_fails_with_a_clear_message(
+    machine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = training_main(
+        ["evaluate", "audio", "--bundle", str(tmp_path / "none"), "--data", str(machine)]
+    )
+    assert status == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,2 @@
+"""Machine-sound anomaly detection: a weakly supervised autoencoder trained from a folder of
+clips and exported as a thresholded ONNX bundle."""

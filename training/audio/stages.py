@@ -1,0 +1,181 @@
+"""The two training stages with Adam and early stopping: stage 1 reconstructs normal blocks,
+stage 2 adds the labelled anomalies with the contrastive loss in balanced mini-batches."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.audio.losses import ContrastiveLoss, contrastive_loss
+from training.audio.model import BlockScorer
+
+SCORING_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    max_epochs: int = 100
+    # Epochs without a better validation loss before training stops (the best epoch is kept).
+    patience: int = 10
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 2:
+            raise ValueError("max_epochs and patience must be at least 1, batch_size at least 2")
+        if not self.learning_rate > 0:
+            raise ValueError(f"the learning rate must be positive, got {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    epochs: int
+    best_epoch: int
+    best_validation_loss: float
+    train_losses: tuple[float, ...]
+    validation_losses: tuple[float, ...]
+
+
+def block_scores(scorer: BlockScorer, blocks: np.ndarray) -> np.ndarray:
+    """The scores of blocks [N, D] as float64, without gradients."""
+    scorer.eval()
+    out = np.empty(len(blocks), dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(blocks), SCORING_BATCH):
+            chunk = torch.from_numpy(np.ascontiguousarray(blocks[start : start + SCORING_BATCH]))
+            out[start : start + len(chunk)] = scorer(chunk)[0].double().numpy()
+    return out
+
+
+def _fit(
+    scorer: BlockScorer,
+    settings: FitSettings,
+    label: str,
+    run_epoch: Callable[[], float],
+    validation_loss: Callable[[], float],
+) -> FitReport:
+    """Run epochs until the validation loss has not improved for `patience` epochs, then keep
+    the weights of the best epoch."""
+    best_loss, best_epoch = math.inf, 0
+    best_state = copy.deepcopy(scorer.state_dict())
+    train_losses: list[float] = []
+    validation_losses: list[float] = []
+    progress = tqdm(
+        range(1, settings.max_epochs + 1), desc=label, disable=settings.quiet, leave=False
+    )
+    for epoch in progress:
+        scorer.train()
+        train_losses.append(run_epoch())
+        validation_losses.append(validation_loss())
+        progress.set_postfix(loss=f"{train_losses[-1]:.4g}", val=f"{validation_losses[-1]:.4g}")
+        if validation_losses[-1] < best_loss:
+            best_loss, best_epoch = validation_losses[-1], epoch
+            best_state = copy.deepcopy(scorer.state_dict())
+        elif epoch - best_epoch >= settings.patience:
+            break
+    progress.close()
+    scorer.load_state_dict(best_state)
+    scorer.eval()
+    return FitReport(
+        epochs=len(train_losses),
+        best_epoch=best_epoch,
+        best_validation_loss=best_loss,
+        train_losses=tuple(train_losses),
+        validation_losses=tuple(validation_losses),
+    )
+
+
+def _tensor(blocks: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(blocks, dtype=np.float32))
+
+
+def train_stage1(
+    scorer: BlockScorer,
+    train_blocks: np.ndarray,
+    validation_blocks: np.ndarray,
+    settings: FitSettings,
+    generator: torch.Generator,
+) -> FitReport:
+    """Minimise the mean block score (the reconstruction error) of normal blocks."""
+    if len(train_blocks) == 0 or len(validation_blocks) == 0:
+        raise ValueError("stage 1 needs normal training and validation blocks")
+    x = _tensor(train_blocks)
+    optimizer = torch.optim.Adam(scorer.parameters(), lr=settings.learning_rate)
+
+    def run_epoch() -> float:
+        total = 0.0
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), settings.batch_size):
+            batch = x[order[start : start + settings.batch_size]]
+            loss = scorer(batch)[0].mean()
+            optimizer.zero_grad()
+            torch.autograd.backward(loss)
+            optimizer.step()
+            total += loss.item() * len(batch)
+        return total / len(x)
+
+    def validation_loss() -> float:
+        return float(block_scores(scorer, validation_blocks).mean())
+
+    return _fit(scorer, settings, "stage 1", run_epoch, validation_loss)
+
+
+def train_stage2(
+    scorer: BlockScorer,
+    normal_blocks: np.ndarray,
+    anomaly_blocks: np.ndarray,
+    validation_normal: np.ndarray,
+    validation_anomaly: np.ndarray,
+    margin: float,
+    loss_kind: ContrastiveLoss,
+    settings: FitSettings,
+    generator: torch.Generator,
+) -> FitReport:
+    """Continue from stage 1 with the contrastive loss. Each mini-batch holds as many anomalous
+    blocks as normal ones, the anomalies drawn with replacement; an epoch is one pass over the
+    normal blocks. Without validation anomalies, the labelled training anomalies stand in for
+    them in the validation loss."""
+    if len(normal_blocks) == 0 or len(anomaly_blocks) == 0 or len(validation_normal) == 0:
+        raise ValueError("stage 2 needs normal and anomalous training blocks and normal validation")
+    normal = _tensor(normal_blocks)
+    anomalous = _tensor(anomaly_blocks)
+    half = settings.batch_size // 2
+    labels = torch.cat([torch.ones(half), torch.zeros(half)])
+    optimizer = torch.optim.Adam(scorer.parameters(), lr=settings.learning_rate)
+    checked_anomalies = validation_anomaly if len(validation_anomaly) else anomaly_blocks
+
+    def run_epoch() -> float:
+        total, batches = 0.0, 0
+        order = torch.randperm(len(normal), generator=generator)
+        for start in range(0, len(normal), half):
+            picked = order[start : start + half]
+            drawn = torch.randint(len(anomalous), (len(picked),), generator=generator)
+            batch = torch.cat([normal[picked], anomalous[drawn]])
+            y = torch.cat([labels[: len(picked)], labels[half : half + len(picked)]])
+            loss = contrastive_loss(scorer(batch)[0], y, margin, loss_kind)
+            optimizer.zero_grad()
+            torch.autograd.backward(loss)
+            optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        return total / batches
+
+    def validation_loss() -> float:
+        normal_scores = torch.from_numpy(block_scores(scorer, validation_normal))
+        anomaly_scores = torch.from_numpy(block_scores(scorer, checked_anomalies))
+        # Each side weighs half, as in the balanced training batches.
+        normal_part = contrastive_loss(
+            normal_scores, torch.ones(len(normal_scores)), margin, loss_kind
+        )
+        anomaly_part = contrastive_loss(
+            anomaly_scores, torch.zeros(len(anomaly_scores)), margin, loss_kind
+        )
+        return float(normal_part + anomaly_part) / 2
+
+    return _fit(scorer, settings, "stage 2", run_epoch, validation_loss)

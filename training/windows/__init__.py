@@ -1,0 +1,2 @@
+"""Sensor-window anomaly detection: loaders, models, distillation training, metrics, bundles
+and the command line."""

@@ -1,0 +1,1 @@
+"""The torch models for sensor windows; each maps [N, window, channels] to a reconstruction."""
