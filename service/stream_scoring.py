@@ -8,11 +8,11 @@ from typing import Literal
 
 import numpy as np
 
+from service.audio.resample import StreamingResampler
 from service.features.logmel import BlockBatch, StreamingBlocker, StreamingLogMel
 from service.metrics import Metrics
 from service.scoring.audio import AudioScorer
 from service.scoring.decision import Decision
-from service.stream_resample import StreamingResampler
 
 Encoding = Literal["pcm_s16le", "f32le"]
 

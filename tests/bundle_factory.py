@@ -173,6 +173,15 @@ def _windows_model(basis: np.ndarray, window: int, channels: int) -> bytes:
     return _finish_model(graph)
 
 
+def _write_bundle(directory: Path, model: bytes, manifest: AudioManifest | WindowsManifest) -> Path:
+    """Write model.onnx and manifest.json into directory (created if needed); return it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_bytes(model)
+    write_manifest(directory, manifest)
+    return directory
+
+
 def _principal_axes(rows: np.ndarray, latent: int) -> np.ndarray:
     """The first `latent` principal axes of centred rows, as orthonormal columns."""
     _, _, vt = np.linalg.svd(rows, full_matrices=False)
@@ -287,11 +296,10 @@ def make_audio_bundle(
 ) -> Path:
     """Write an audio bundle into `directory` (created if needed) and return it.
 
-    The model's principal axes and thresholds come from machine_sound clips of exactly 1
-    to 4 blocks
-    (seeds from seed * 1000). As r intends, about 1 in 100 normal clips scores above the clip
-    threshold; anomalous machine_sound scores tens of times above it. threshold_scale multiplies
-    every threshold (e.g. 1e-6 to flag everything, 1e6 to flag nothing)."""
+    The model's principal axes and thresholds come from machine_sound clips of exactly 1 to 4
+    blocks (seeds from seed * 1000). As r intends, about 1 in 100 normal clips scores above the
+    clip threshold; anomalous machine_sound scores tens of times above it. threshold_scale
+    multiplies every threshold (e.g. 1e-6 to flag everything, 1e6 to flag nothing)."""
     settings = audio_settings(
         sample_rate=sample_rate,
         n_mels=n_mels,
@@ -327,11 +335,7 @@ def make_audio_bundle(
             threshold_scale,
         ),
     )
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_FILE).write_bytes(fit.model)
-    write_manifest(directory, manifest)
-    return directory
+    return _write_bundle(directory, fit.model, manifest)
 
 
 def standardise(series: np.ndarray, manifest: WindowsManifest) -> np.ndarray:
@@ -395,11 +399,7 @@ def make_windows_bundle(
         step_decision=_scaled(step_decision, threshold_scale),
         percentile_threshold=percentile_threshold(step_scores(train), 99.0) * threshold_scale,
     )
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_FILE).write_bytes(model)
-    write_manifest(directory, manifest)
-    return directory
+    return _write_bundle(directory, model, manifest)
 
 
 BrokenProblem = Literal[

@@ -42,16 +42,27 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return hz
 
 
-def mel_filterbank(settings: LogMelSettings) -> np.ndarray:
-    """librosa.filters.mel(htk=False, norm="slaney") as float32 (n_mels, n_fft // 2 + 1)."""
+def _mel_edges_hz(settings: LogMelSettings) -> np.ndarray:
+    """n_mels + 2 frequencies evenly spaced in mels from fmin to fmax: band i rises from edge i,
+    peaks at edge i + 1 and falls to edge i + 2 (librosa.mel_frequencies(n_mels + 2))."""
     fmax = settings.fmax if settings.fmax is not None else settings.sample_rate / 2
-    fft_freqs = np.fft.rfftfreq(settings.n_fft, d=1.0 / settings.sample_rate)
     mel_edges = np.linspace(
         _hz_to_mel(np.array([settings.fmin]))[0],
         _hz_to_mel(np.array([fmax]))[0],
         settings.n_mels + 2,
     )
-    hz_edges = _mel_to_hz(mel_edges)
+    return _mel_to_hz(mel_edges)
+
+
+def mel_band_centres_hz(settings: LogMelSettings) -> np.ndarray:
+    """Each mel band's centre frequency in Hz, lowest band first: float64 (n_mels,)."""
+    return _mel_edges_hz(settings)[1:-1]
+
+
+def mel_filterbank(settings: LogMelSettings) -> np.ndarray:
+    """librosa.filters.mel(htk=False, norm="slaney") as float32 (n_mels, n_fft // 2 + 1)."""
+    fft_freqs = np.fft.rfftfreq(settings.n_fft, d=1.0 / settings.sample_rate)
+    hz_edges = _mel_edges_hz(settings)
     widths = np.diff(hz_edges)
     ramps = hz_edges[:, np.newaxis] - fft_freqs[np.newaxis, :]
     lower = -ramps[:-2] / widths[:-1, np.newaxis]

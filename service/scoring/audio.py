@@ -61,8 +61,14 @@ class AudioScorer:
     def score_samples(self, samples: np.ndarray) -> ClipScore:
         """Score a mono clip already at the manifest's sample rate; raises AudioTooShortError
         when it holds no complete block."""
-        blocks = self.extractor.clip_blocks(samples)
+        return self.score_clip_blocks(self.extractor.clip_blocks(samples))
+
+    def score_clip_blocks(self, blocks: np.ndarray) -> ClipScore:
+        """Score a whole clip's blocks, as `extractor.clip_blocks` cuts them: at least one,
+        block_hop_frames apart from the clip's start."""
         scores, band_error = self.score_blocks(blocks)
+        if scores.size == 0:
+            raise ValueError("a clip score needs at least one block, got none")
         start_s, end_s = self.extractor.block_times(scores.size)
         worst = int(np.argmax(scores))
         return ClipScore(

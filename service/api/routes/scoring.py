@@ -10,8 +10,8 @@ from starlette.datastructures import UploadFile
 from service.api.deps import ModelDep, RuntimeDep, require_api_key
 from service.api.schemas import BlockVerdict, ClipVerdict, ErrorResponse, WorstBlock
 from service.audio.decode import AudioDecodeError
-from service.clip_scoring import ClipTooLongError, ScoredClip, band_centres_hz, score_clip
-from service.features.logmel import AudioTooShortError
+from service.clip_scoring import ClipTooLongError, ScoredClip, score_clip
+from service.features.logmel import AudioTooShortError, mel_band_centres_hz
 from service.scoring.decision import Decision
 
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac")
@@ -129,7 +129,7 @@ async def score(
     manifest = scorer.manifest
     clip_decision = Decision(manifest.clip_decision.threshold)
     block_decision = Decision(manifest.block_decision.threshold)
-    verdict = clip_decision(clip.score)
+    verdict = clip_decision(clip.clip_score)
     blocks = _block_verdicts(clip, block_decision)
     runtime.metrics.record_verdicts(model.name, station, "clip", [verdict.anomaly], [verdict.ratio])
     return ClipVerdict(
@@ -140,7 +140,7 @@ async def score(
         sample_rate=clip.sample_rate,
         channels=clip.channels,
         model_sample_rate=manifest.features.sample_rate,
-        score=clip.score,
+        score=clip.clip_score,
         threshold=clip_decision.threshold,
         ratio=verdict.ratio,
         anomaly=verdict.anomaly,
@@ -149,6 +149,6 @@ async def score(
         worst_block=WorstBlock(
             **blocks[clip.worst_block].model_dump(),
             band_error=[float(v) for v in clip.worst_band_error],
-            band_hz=list(band_centres_hz(manifest.features)),
+            band_hz=mel_band_centres_hz(manifest.features).tolist(),
         ),
     )

@@ -13,20 +13,13 @@ import soundfile as sf
 
 from service.audio.decode import AudioDecodeError, decode_audio, load_audio
 from tests.realdata import real_data
-
-RATE = 16000
+from tests.service.clips import RATE, encode
 
 
 def _tone(seconds: float = 0.5, channels: int = 1, rate: int = RATE) -> np.ndarray:
     """Float64 (frames, channels): a different tone on each channel, within [-0.5, 0.5]."""
     t = np.arange(int(seconds * rate)) / rate
     return np.stack([0.5 * np.sin(2 * np.pi * 220 * (c + 1) * t) for c in range(channels)], 1)
-
-
-def _encode(frames: np.ndarray, fmt: str, subtype: str, rate: int = RATE) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, frames, rate, format=fmt, subtype=subtype)
-    return buffer.getvalue()
 
 
 # Largest decoding error each subtype's quantisation allows on [-1, 1] samples.
@@ -50,7 +43,7 @@ def test_decodes_every_supported_layout(
     fmt: str, subtype: str, tolerance: float, channels: int
 ) -> None:
     frames = _tone(channels=channels)
-    decoded = decode_audio(_encode(frames, fmt, subtype))
+    decoded = decode_audio(encode(frames, fmt=fmt, subtype=subtype))
     assert decoded.sample_rate == RATE
     assert decoded.channels == channels
     assert decoded.samples.dtype == np.float32
@@ -105,7 +98,7 @@ def test_real_flac_decodes() -> None:
 
 
 def _truncated_wav() -> bytes:
-    data = _encode(_tone(), "WAV", "PCM_16")
+    data = encode(_tone(), fmt="WAV", subtype="PCM_16")
     return data[: len(data) - 1000]
 
 
@@ -113,7 +106,7 @@ def _nan_wav(value: float) -> bytes:
     frames = _tone()
     frames[100, 0] = value
     frames[200, 0] = value
-    return _encode(frames, "WAV", "FLOAT")
+    return encode(frames, fmt="WAV", subtype="FLOAT")
 
 
 def _wav_with_data_after_a_list_chunk_that_is_cut() -> bytes:
@@ -148,19 +141,31 @@ REFUSALS = [
     ),
     (
         "truncated FLAC",
-        _encode(_tone(2.0), "FLAC", "PCM_16")[:-2000],
+        encode(_tone(2.0), fmt="FLAC", subtype="PCM_16")[:-2000],
         "the FLAC audio is corrupt or truncated: flac decoder lost sync",
     ),
     (
         "WAV header only",
-        _encode(np.zeros((0, 1)), "WAV", "PCM_16"),
+        encode(np.zeros((0, 1)), fmt="WAV", subtype="PCM_16"),
         "audio has no samples",
     ),
     ("NaN", _nan_wav(np.nan), "audio contains 2 NaN or infinite samples"),
     ("infinity", _nan_wav(np.inf), "audio contains 2 NaN or infinite samples"),
-    ("AIFF", _encode(_tone(), "AIFF", "PCM_16"), "unsupported audio format AIFF (PCM_16)"),
-    ("mu-law WAV", _encode(_tone(), "WAV", "ULAW"), "unsupported audio format WAV (ULAW)"),
-    ("Ogg Vorbis", _encode(_tone(), "OGG", "VORBIS"), "unsupported audio format OGG (VORBIS)"),
+    (
+        "AIFF",
+        encode(_tone(), fmt="AIFF", subtype="PCM_16"),
+        "unsupported audio format AIFF (PCM_16)",
+    ),
+    (
+        "mu-law WAV",
+        encode(_tone(), fmt="WAV", subtype="ULAW"),
+        "unsupported audio format WAV (ULAW)",
+    ),
+    (
+        "Ogg Vorbis",
+        encode(_tone(), fmt="OGG", subtype="VORBIS"),
+        "unsupported audio format OGG (VORBIS)",
+    ),
 ]
 
 
@@ -183,7 +188,7 @@ def test_libsndfile_alone_would_accept_the_truncated_wav() -> None:
 
 def test_truncated_flac_is_refused_from_a_file_too(tmp_path: Path) -> None:
     path = tmp_path / "cut.flac"
-    path.write_bytes(_encode(_tone(2.0), "FLAC", "PCM_16")[:-2000])
+    path.write_bytes(encode(_tone(2.0), fmt="FLAC", subtype="PCM_16")[:-2000])
     with pytest.raises(AudioDecodeError, match="the FLAC audio is corrupt or truncated"):
         decode_audio(path)
 
@@ -191,7 +196,7 @@ def test_truncated_flac_is_refused_from_a_file_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize("channel", [2, -1])
 def test_refuses_a_channel_out_of_range(channel: int) -> None:
     with pytest.raises(AudioDecodeError, match=rf"channel {channel} is out of range: .* 2 chan"):
-        decode_audio(_encode(_tone(channels=2), "WAV", "PCM_16"), channel=channel)
+        decode_audio(encode(_tone(channels=2), fmt="WAV", subtype="PCM_16"), channel=channel)
 
 
 def test_refuses_a_missing_file(tmp_path: Path) -> None:
@@ -202,7 +207,7 @@ def test_refuses_a_missing_file(tmp_path: Path) -> None:
 def test_load_audio_resamples_to_the_models_rate() -> None:
     rate = 44100
     t = np.arange(rate) / rate
-    data = _encode(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], "WAV", "FLOAT", rate)
+    data = encode(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], rate, fmt="WAV", subtype="FLOAT")
     samples = load_audio(data, RATE)
     assert samples.dtype == np.float32
     assert samples.shape == (RATE,)

@@ -16,6 +16,7 @@ from service.features.logmel import (
     LogMelExtractor,
     StreamingBlocker,
     StreamingLogMel,
+    mel_band_centres_hz,
     mel_filterbank,
 )
 from tests.bundle_factory import machine_sound
@@ -85,6 +86,21 @@ def test_filterbank_is_librosas(settings: LogMelSettings) -> None:
     got = mel_filterbank(settings)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+def test_band_centres_are_librosas(settings: LogMelSettings) -> None:
+    fmax = settings.fmax if settings.fmax is not None else settings.sample_rate / 2
+    edges = librosa.mel_frequencies(
+        n_mels=settings.n_mels + 2, fmin=settings.fmin, fmax=fmax, htk=False
+    )
+    got = mel_band_centres_hz(settings)
+    assert got.shape == (settings.n_mels,)
+    np.testing.assert_allclose(got, edges[1:-1], rtol=1e-12)
+    # each band's triangle peaks at the FFT bin nearest its centre, or next to it
+    bin_hz = settings.sample_rate / settings.n_fft
+    peaks = np.argmax(mel_filterbank(settings), axis=1) * bin_hz
+    assert np.all(np.abs(peaks - got) <= bin_hz)
 
 
 @pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from service.bundle.loader import LoadedBundle, load_bundle
-from service.bundle.manifest import AudioManifest, LogMelSettings
-from service.features.logmel import AudioTooShortError, mel_filterbank
+from service.bundle.manifest import AudioManifest
+from service.features.logmel import AudioTooShortError, mel_band_centres_hz
 from service.scoring.audio import AudioScorer
 from service.scoring.decision import Decision
 from tests.bundle_factory import machine_sound, make_audio_bundle, make_windows_bundle
@@ -51,15 +51,9 @@ def test_the_worst_block_locates_an_anomaly_and_its_bands(bundle: LoadedBundle) 
     decision = Decision(bundle.manifest.block_decision.threshold)
     np.testing.assert_array_equal(np.flatnonzero(decision.anomalies(result.block_scores)), [4])
     # the 2.6 kHz whine lands in the mel bands around 2.6 kHz
-    worst_band_hz = _mel_band_centres_hz()[int(np.argmax(result.worst_band_error))]
+    band_hz = mel_band_centres_hz(bundle.manifest.features)
+    worst_band_hz = band_hz[int(np.argmax(result.worst_band_error))]
     assert 2400 < worst_band_hz < 2800
-
-
-def _mel_band_centres_hz() -> np.ndarray:
-    bank = mel_filterbank(LogMelSettings(sample_rate=16000))
-    freqs = np.fft.rfftfreq(2048, 1 / 16000)
-    centres: np.ndarray = freqs[np.argmax(bank, axis=1)]
-    return centres
 
 
 @pytest.mark.parametrize("max_batch", [1, 3, 1000])
@@ -74,6 +68,11 @@ def test_batching_does_not_change_the_scores(bundle: LoadedBundle, max_batch: in
 def test_a_clip_without_a_complete_block_is_refused(bundle: LoadedBundle) -> None:
     with pytest.raises(AudioTooShortError, match=r"clip is 0\.50 s long"):
         AudioScorer(bundle).score_samples(machine_sound(0.5))
+
+
+def test_a_clip_score_of_no_blocks_is_refused(bundle: LoadedBundle) -> None:
+    with pytest.raises(ValueError, match="at least one block, got none"):
+        AudioScorer(bundle).score_clip_blocks(np.zeros((0, 4096), dtype=np.float32))
 
 
 def test_blocks_of_the_wrong_width_are_refused(bundle: LoadedBundle) -> None:
