@@ -1,1 +1,1 @@
-"""Offline training of Auscult's models (needs torch): audio autoencoders and sensor-window models."""
+"""Offline training of Auscult's models (needs torch): audio autoencoders, sensor-window models."""
