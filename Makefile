@@ -26,7 +26,7 @@ $(DEV_VENV)/.installed: pyproject.toml
 serve: $(SERVE_VENV)/.installed
 	$(SERVE_VENV)/bin/auscult serve --models $(MODELS) --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
-test: $(DEV_VENV)/.installed
+test: lint
 	bash scripts/install-test-tools
 	bash scripts/run-tests $(DEV_VENV)/bin/python
 
@@ -34,6 +34,10 @@ lint: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/ruff check service training tests benchmarks
 	$(DEV_VENV)/bin/ruff format --check service training tests benchmarks
 	$(DEV_VENV)/bin/mypy
+
+# Rebuilds the default bundles in models/ from the real data (AUSCULT_DATA_DIR, default ../shared/data).
+models: $(DEV_VENV)/.installed
+	bash scripts/build-default-models $(DEV_VENV)/bin/python
 
 clean:
 	rm -rf $(SERVE_VENV) $(DEV_VENV)
