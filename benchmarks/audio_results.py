@@ -14,6 +14,7 @@ from benchmarks.audio_protocol import PROJECT_ROOT, RESULTS_DIR
 DOC = PROJECT_ROOT / "docs" / "RESULTS.md"
 CONDITIONS = ("clean", "6 dB", "0 dB", "-6 dB")
 MODELS = ("auscult block", "auscult context", "pyod AudioAE")
+SWEEP_COUNTS = (0, 1, 2, 5)
 
 Row = dict[str, Any]
 
@@ -31,7 +32,9 @@ def _stat(values: Iterable[float | None], digits: int = 3) -> str:
     text = f"{statistics.mean(present):.{digits}f}"
     if len(present) > 1:
         text += f" ± {statistics.stdev(present):.{digits}f}"
-    return text + (f" ({len(present)} seeds)" if len(present) < 4 else "")
+    if len(present) < 4:
+        text += f" ({len(present)} seed{'s' if len(present) > 1 else ''})"
+    return text
 
 
 def _seconds(values: Iterable[float]) -> str:
@@ -58,9 +61,23 @@ def _label(row: Row) -> str:
     return f"Auscult {backbone}, stage {2 if row['labelled'] else 1}"
 
 
+def _auc(row: Row) -> float | None:
+    value: float | None = row["auc"]
+    return value
+
+
+def _auc_at(condition: str) -> Callable[[Row], float | None]:
+    def auc(row: Row) -> float | None:
+        value: float | None = row["conditions"][condition]["auc"]
+        return value
+
+    return auc
+
+
 def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
     groups = [(m, n) for m in MODELS for n in (0, 5) if _pick(rows, model=m, labelled=n)]
-    auc, alarms = [], []
+    peer = _pick(rows, model="pyod AudioAE")
+    auc, alarms, versus = [], [], []
     for model, labelled in groups:
         chosen = _pick(rows, model=model, labelled=labelled)
         label = _label(chosen[0])
@@ -78,14 +95,20 @@ def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, st
             + [_stat(at(c, "false_alarm_rate")) for c in CONDITIONS]
             + [_stat(at("clean", "recall")), _stat(at("clean", "pauc"))]
         )
+        if model != "pyod AudioAE":
+            versus.append([label] + [_paired(chosen, peer, _auc_at(c)) for c in CONDITIONS])
     first = _pick(rows, model="auscult block", labelled=5) or rows
-    clean = first[0]["conditions"]["clean"]
-    split = first[0].get("split", {})
+    sides = ", ".join(f"{side} {n}" for side, n in first[0].get("split", {}).items())
     loads = [d["load_start"] for d in documents] + [d["load_end"] for d in documents]
+
+    def spread(key: str) -> str:
+        values = {r["conditions"]["clean"][key] for r in rows}
+        return f"{min(values)}" + (f" to {max(values)}" if len(values) > 1 else "")
+
     size = (
-        f"Per seed: {clean['test_recordings']} test recordings ({clean['test_normal_clips']} "
-        f"normal and {clean['test_anomalous_clips']} anomalous 10 s clips, give or take a clip "
-        f"with the seed); split sides with 5 labelled: {split}. Load average on the 2-core "
+        f"Test per seed: {spread('test_recordings')} recordings, "
+        f"{spread('test_normal_clips')} normal and {spread('test_anomalous_clips')} anomalous "
+        f"10 s clips; recordings per side with 5 labelled: {sides}. Load average on the 2-core "
         f"machine during the runs: {min(loads):.1f} to {max(loads):.1f}."
     )
     return {
@@ -103,47 +126,86 @@ def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, st
             + ["recall, clean", "pAUC, clean"],
             alarms,
         ),
+        "uav-versus-peer": _table(
+            ["model"] + [f"AUC minus the peer's, {c}" for c in CONDITIONS], versus
+        ),
     }
+
+
+def _paired(rows: list[Row], against: list[Row], key: Callable[[Row], float | None]) -> str:
+    """Mean difference to the peer seed by seed, and in how many seeds it is higher."""
+    peer = {r["seed"]: key(r) for r in against}
+    pairs = [
+        (value, peer[r["seed"]])
+        for r in rows
+        if (value := key(r)) is not None and peer.get(r["seed"]) is not None
+    ]
+    if not pairs:
+        return "n/a"
+    differences = [a - b for a, b in pairs if b is not None]
+    higher, lower = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    return (
+        f"{statistics.mean(differences):+.3f} (higher in {higher}, lower in {lower} "
+        f"of {len(differences)})"
+    )
 
 
 def sweep_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
     data_sets: dict[str, Any] = {}
     for document in documents:
         data_sets.update(document["data_sets"])
-    auc, alarms, times = [], [], []
+    auc, alarms, times, versus, gains = [], [], [], [], []
     for name, info in data_sets.items():
-        counts: list[int] = info["counts"]
+        most = max(info["counts"])
+        columns: list[int | None] = [n if n in info["counts"] else None for n in SWEEP_COUNTS]
+        peer = _pick(rows, data=name, model="pyod AudioAE")
         for model in MODELS:
             chosen = _pick(rows, data=name, model=model)
             if not chosen:
                 continue
+            # The peer uses no labels: it has only the 0 column.
             cells = [
                 _stat(r["auc"] for r in _pick(chosen, labelled=n))
-                if _pick(chosen, labelled=n)
-                else ""
-                for n in counts
+                if n is not None and _pick(chosen, labelled=n)
+                else "-"
+                for n in columns
             ]
+            cells.append(
+                "-"
+                if model == "pyod AudioAE"
+                else f"{_stat(r['auc'] for r in _pick(chosen, labelled=most))} ({most})"
+            )
             auc.append([name, model, *cells])
             times.append([name, model, _seconds(r["train_seconds"] for r in chosen)])
-            if model != "pyod AudioAE":
-                most = max(counts)
-                alarms.append(
-                    [name, model, f"{1 - chosen[0]['r']:.2f}"]
-                    + [
-                        _stat(r["false_alarm_rate"] for r in _pick(chosen, labelled=n))
-                        for n in (0, most)
-                    ]
-                    + [
-                        _stat(r["auc_id_mean"] for r in _pick(chosen, labelled=n))
-                        for n in (0, most)
-                    ]
-                )
-    width = max(len(info["counts"]) for info in data_sets.values())
-    header = ["data", "model"] + [f"count {i + 1}" for i in range(width)]
-    counts_line = "; ".join(f"{name}: {info['counts']}" for name, info in data_sets.items())
+            if model == "pyod AudioAE":
+                continue
+            alarms.append(
+                [name, model, f"{1 - chosen[0]['r']:.2f}"]
+                + [
+                    _stat(r["false_alarm_rate"] for r in _pick(chosen, labelled=n))
+                    for n in (0, most)
+                ]
+                + [_stat(r["auc_id_mean"] for r in _pick(chosen, labelled=n)) for n in (0, most)]
+            )
+            stage1 = _pick(chosen, labelled=0)
+            gains.append(
+                [name, model]
+                + [
+                    _paired(_pick(chosen, labelled=n), stage1, _auc) if n else "-"
+                    for n in [*columns[1:], most]
+                ]
+            )
+            versus.append(
+                [name, model]
+                + [_paired(_pick(chosen, labelled=n), peer, lambda r: r["auc"]) for n in (0, most)]
+            )
     return {
-        "sweep-auc": _table(header, [r + [""] * (len(header) - len(r)) for r in auc])
-        + f"\n\nLabelled-anomaly counts per column, in order: {counts_line}.",
+        "sweep-auc": _table(
+            ["data", "model"]
+            + [f"AUC, {n} labelled" for n in SWEEP_COUNTS]
+            + ["AUC, all available labelled (how many)"],
+            auc,
+        ),
         "sweep-alarms": _table(
             [
                 "data",
@@ -151,13 +213,40 @@ def sweep_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, 
                 "1 - r",
                 "false-alarm rate, 0 labelled",
                 "false-alarm rate, all labelled",
-                "AUC mean over IDs, 0",
-                "AUC mean over IDs, all",
+                "AUC mean over machine IDs, 0 labelled",
+                "AUC mean over machine IDs, all labelled",
             ],
             alarms,
         ),
+        "sweep-gain": _table(
+            ["data", "model"]
+            + [f"{n} labelled" for n in SWEEP_COUNTS[1:]]
+            + ["all available labelled"],
+            gains,
+        ),
+        "sweep-versus-peer": _table(
+            ["data", "model", "AUC minus the peer's, 0 labelled", "AUC minus the peer's, all"],
+            versus,
+        ),
         "sweep-time": _table(["data", "model", "training time per run"], times),
     }
+
+
+def margin_table(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
+    names = list(dict.fromkeys(r["data"] for r in rows))
+    keys = ("labelled anomalous", "held-out normal", "train normal")
+    table = []
+    for name in names:
+        chosen = _pick(rows, data=name)
+        table.append(
+            [name, str(len(chosen))]
+            + [_stat((r[f"above_a[{k}]"] for r in chosen), 2) for k in keys]
+            + [_stat((r[f"median_over_a[{k}]"] for r in chosen), 2) for k in keys]
+        )
+    header = ["data", "seeds"]
+    header += [f"share above a: {k} blocks" for k in keys]
+    header += [f"median / a: {k}" for k in keys]
+    return {"margin": _table(header, table)}
 
 
 def cli_table(document: dict[str, Any]) -> str:
@@ -192,7 +281,7 @@ def cli_table(document: dict[str, Any]) -> str:
 
 def _keep_markers(table: str) -> Callable[[re.Match[str]], str]:
     def fill(match: re.Match[str]) -> str:
-        return match.group(1) + table + match.group(2)
+        return match.group(1) + table + "\n" + match.group(2)
 
     return fill
 
@@ -200,7 +289,7 @@ def _keep_markers(table: str) -> Callable[[re.Match[str]], str]:
 def replace_tables(text: str, tables: dict[str, str]) -> str:
     for name, table in tables.items():
         pattern = re.compile(
-            rf"(<!-- table {re.escape(name)} -->\n).*?(\n<!-- end {re.escape(name)} -->)", re.S
+            rf"(<!-- table {re.escape(name)} -->\n)(?:.*?\n)?(<!-- end {re.escape(name)} -->)", re.S
         )
         if not pattern.search(text):
             raise SystemExit(f"{DOC} has no <!-- table {name} --> ... <!-- end {name} --> block")
@@ -213,6 +302,7 @@ def main() -> None:
     sources: list[tuple[str, Callable[[list[Row], list[dict[str, Any]]], dict[str, str]]]] = [
         ("audio_uav*.json", uav_tables),
         ("audio_sweep*.json", sweep_tables),
+        ("audio_margin*.json", margin_table),
     ]
     for pattern, render in sources:
         documents, rows = _load(pattern)

@@ -9,7 +9,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,9 @@ def table(rows: list[dict[str, Any]], load: tuple[float, float]) -> str:
         "backbone, default settings otherwise. AUC is on the held-out test recordings of each "
         "run (mean ± standard deviation over seeds); `stage 1 only` is the model stage 2 "
         "started from, scored on the same test recordings; the paired column compares each "
-        "variant with `hinge` seed by seed.",
+        "variant with `hinge` seed by seed. F1 averages only the runs whose threshold flagged "
+        "at least one clip (n/a: none did). Rows of earlier runs (`--previous`) are included; "
+        "the load average is this run's.",
         "",
         "| data | variant | AUC | AUC minus hinge, same seed | pAUC | F1 at the clip threshold "
         "| stage-2 best epoch | seconds per run |",
@@ -205,7 +206,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = os.getloadavg()[0]
-    begin = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         rows = run(args.data_dir, args.seeds, args.data, Path(work))
     if args.results:
@@ -213,7 +213,6 @@ def main() -> None:
     for path in args.previous:
         rows += json.loads(path.read_text(encoding="utf-8"))
     text = table(rows, (started, os.getloadavg()[0]))
-    text += f"\nTotal wall time {time.perf_counter() - begin:.0f} s.\n"
     print(text)
     if not args.no_doc:
         write_section(text)

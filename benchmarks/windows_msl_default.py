@@ -35,7 +35,7 @@ def main() -> None:
         manifest = read_manifest(bundle)
     assert isinstance(manifest, WindowsManifest)
     result = {
-        "command": "auscult " + " ".join(argv[:2] + ["--data", "MSL", "--format", "msl"]),
+        "command": "auscult " + " ".join([*argv[:2], "--data", "MSL", "--format", "msl"]),
         "wall_seconds": wall,
         "cpu_seconds": (cpu_ended.ru_utime - cpu_started.ru_utime)
         + (cpu_ended.ru_stime - cpu_started.ru_stime),

@@ -10,14 +10,9 @@ import numpy as np
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import Evaluation, WindowsManifest
 from service.scoring.windows import WindowsScorer
-from training.windows.metrics import (
-    anomaly_segments,
-    detection_metrics,
-    interpretation_hit_rate,
-)
+from training.windows.evaluation import at_both_thresholds
+from training.windows.metrics import anomaly_segments, interpretation_hit_rate
 from training.windows.series import SensorData
-
-THRESHOLDED = ("precision", "recall", "f1", "precision_pa", "recall_pa", "f1_pa", "flagged_share")
 
 
 def evaluate_bundle(bundle_dir: Path, data: SensorData) -> dict[str, float]:
@@ -40,14 +35,13 @@ def evaluate_bundle(bundle_dir: Path, data: SensorData) -> dict[str, float]:
     results = [scorer.score(part.values) for part in data.test]
     scores = np.concatenate([r.scores for r in results])
     labels = data.test_labels
-    metrics = detection_metrics(scores, labels, manifest.step_decision.threshold, manifest.window)
-    metrics["threshold"] = manifest.step_decision.threshold
-    if manifest.percentile_threshold is not None:
-        at_percentile = detection_metrics(
-            scores, labels, manifest.percentile_threshold, manifest.window
-        )
-        metrics.update({f"pct_{key}": at_percentile[key] for key in THRESHOLDED})
-        metrics["pct_threshold"] = manifest.percentile_threshold
+    metrics = at_both_thresholds(
+        scores,
+        labels,
+        manifest.step_decision.threshold,
+        manifest.percentile_threshold,
+        manifest.window,
+    )
     if data.interpretations:
         # How often the channels the service names for an anomaly are the ones SMD's authors name.
         errors = np.concatenate([r.channel_error for r in results])

@@ -12,7 +12,7 @@ from service.bundle.manifest import ChannelStats, GammaThreshold
 from service.features.windows import standardise
 from training.thresholds import gamma_threshold, percentile_threshold
 from training.windows.config import WindowsConfig
-from training.windows.metrics import detection_metrics
+from training.windows.metrics import detection_metrics, thresholded_metrics
 from training.windows.scoring import score_series
 from training.windows.series import SensorData
 
@@ -54,12 +54,23 @@ def metrics_at_thresholds(
     thresholds: Thresholds,
     window: int,
 ) -> dict[str, float]:
-    """Metrics at the Gamma threshold (the served one), plus the thresholded ones again at the
-    training-score percentile under `pct_` names."""
-    metrics = detection_metrics(scores, labels, thresholds.gamma.threshold, window)
-    at_percentile = detection_metrics(scores, labels, thresholds.percentile_value, window)
-    for key in ("precision", "recall", "f1", "precision_pa", "recall_pa", "f1_pa", "flagged_share"):
-        metrics[f"pct_{key}"] = at_percentile[key]
-    metrics["threshold"] = thresholds.gamma.threshold
-    metrics["pct_threshold"] = thresholds.percentile_value
+    """Every metric at the Gamma threshold (the served one), and the thresholded ones again at
+    the training-score percentile under `pct_` names."""
+    return at_both_thresholds(
+        scores, labels, thresholds.gamma.threshold, thresholds.percentile_value, window
+    )
+
+
+def at_both_thresholds(
+    scores: NDArray[np.float64],
+    labels: NDArray[np.bool_],
+    gamma: float,
+    percentile: float | None,
+    window: int,
+) -> dict[str, float]:
+    metrics = {**detection_metrics(scores, labels, gamma, window), "threshold": gamma}
+    if percentile is not None:
+        at_percentile = thresholded_metrics(scores, labels, percentile)
+        metrics.update({f"pct_{key}": value for key, value in at_percentile.items()})
+        metrics["pct_threshold"] = percentile
     return metrics

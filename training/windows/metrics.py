@@ -153,10 +153,9 @@ def vus_pr(
     return float(np.mean(areas))
 
 
-def detection_metrics(
-    scores: ArrayLike, labels: ArrayLike, threshold: float, sliding_window: int
-) -> dict[str, float]:
-    """Every metric the project reports; a step is flagged when its score exceeds `threshold`."""
+def thresholded_metrics(scores: ArrayLike, labels: ArrayLike, threshold: float) -> dict[str, float]:
+    """Point-wise and point-adjusted precision, recall and F1, and the share of steps flagged;
+    a step is flagged when its score exceeds `threshold`."""
     values, truth = _check(scores, labels)
     flagged = values > threshold
     precision, recall, f1 = precision_recall_f1(flagged, truth)
@@ -168,9 +167,25 @@ def detection_metrics(
         "precision_pa": precision_pa,
         "recall_pa": recall_pa,
         "f1_pa": f1_pa,
-        "auc_pr": auc_pr(values, truth),
-        "vus_pr": vus_pr(values, truth, sliding_window),
         "flagged_share": float(flagged.mean()),
+    }
+
+
+def ranking_metrics(scores: ArrayLike, labels: ArrayLike, sliding_window: int) -> dict[str, float]:
+    """The threshold-free metrics: AUC-PR and VUS-PR."""
+    return {
+        "auc_pr": auc_pr(scores, labels),
+        "vus_pr": vus_pr(scores, labels, sliding_window),
+    }
+
+
+def detection_metrics(
+    scores: ArrayLike, labels: ArrayLike, threshold: float, sliding_window: int
+) -> dict[str, float]:
+    """Every metric the project reports."""
+    return {
+        **thresholded_metrics(scores, labels, threshold),
+        **ranking_metrics(scores, labels, sliding_window),
     }
 
 

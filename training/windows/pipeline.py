@@ -151,7 +151,7 @@ def train_model(
         scoring=scores_for(model),
         report=report,
         seconds=time.perf_counter() - started,
-        teacher_seconds=teacher.seconds if teacher is not None else 0.0,
+        teacher_seconds=teacher.seconds if kind == "distilled_student" and teacher else 0.0,
     )
 
 
