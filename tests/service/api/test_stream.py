@@ -155,7 +155,8 @@ START = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16l
     ("model", "first", "then", "code", "close_code", "words"),
     [
         ("pump", None, [], "unknown_model", 1008, "no model named 'pump'"),
-        ("press", None, [], "wrong_kind", 1008, "is a windows model"),
+        # A windows model streams sensor rows: an audio start message is refused, not guessed at.
+        ("press", None, [START], "bad_start", 1008, 'the first message must be {"type": "start"}'),
         ("fan", None, [b"\x00\x00"], "protocol", 1008, "first message must be the JSON"),
         ("fan", None, ['{"type": "start"}'], "bad_start", 1008, "sample_rate: Field required"),
         (
