@@ -49,7 +49,7 @@ VARIANTS = (
     ("lambda 1, per window", 1.0, "window"),
 )
 WITH_COSINE = "lambda 1, per step, score + cosine disagreement"
-METRICS = ("f1_pa", "f1", "auc_pr", "vus_pr")
+METRICS = ("f1_pa", "f1", "pct_f1", "auc_pr", "vus_pr")
 
 
 class CosineAugmentedScores(nn.Module):
@@ -124,8 +124,8 @@ def report() -> str:
         by[r["variant"]].append(r)
     lines = [
         "<!-- written by `python -m benchmarks.windows_ablation --report` -->",
-        "| variant (MSL) | seeds | F1-PA | F1 | AUC-PR | VUS-PR |",
-        "|---|---|---|---|---|---|",
+        "| variant (MSL) | seeds | F1-PA | F1 (Gamma) | F1 (percentile) | AUC-PR | VUS-PR |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label in [v[0] for v in VARIANTS] + [WITH_COSINE]:
         rs = by.get(label, [])
