@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.audio_protocol import SAMPLE_RATE
 from service.audio.decode import load_audio
-
-SAMPLE_RATE = 16000
 
 
 def interference_pool(data_dir: Path) -> list[tuple[str, np.ndarray]]:

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 from pyod.models.audio_ae import AudioAE
 
+from benchmarks.audio_protocol import SAMPLE_RATE
 from training.audio.clips import Clip, iter_clips
 from training.audio.datasets import Recording
 from training.thresholds import gamma_threshold
-
-SAMPLE_RATE = 16000
 
 
 def fit_peer(train_normal: Sequence[Recording], clip_seconds: float | None, seed: int) -> AudioAE:

@@ -31,6 +31,8 @@ DATA_DIR = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 SEEDS = (0, 1, 2, 3)
 R = 0.99
+# Every data set here is 16 kHz; the pipeline's default rate.
+SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,6 @@ def train(
     data: DataSet, labelled: int, backbone: Backbone, seed: int, out: Path
 ) -> AudioTrainingResult:
     """One bundle through `train_audio_bundle`, with the CLI's defaults and one torch thread."""
-    quiet = FitSettings(max_epochs=100, patience=10, quiet=True)
     config = AudioTrainingConfig(
         data=data.path,
         out=out,
@@ -72,7 +73,8 @@ def train(
         machine_type=data.machine_type,
         clip_seconds=data.clip_seconds,
         backbone=backbone,
-        stage1=quiet,
+        sample_rate=SAMPLE_RATE,
+        stage1=FitSettings(max_epochs=100, patience=10, quiet=True),
         stage2=FitSettings(max_epochs=50, patience=10, quiet=True),
         seed=seed,
         name=f"{data.name}-{backbone}-{labelled}-{seed}",

@@ -99,7 +99,7 @@ def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, st
             versus.append([label] + [_paired(chosen, peer, _auc_at(c)) for c in CONDITIONS])
     first = _pick(rows, model="auscult block", labelled=5) or rows
     sides = ", ".join(f"{side} {n}" for side, n in first[0].get("split", {}).items())
-    loads = [d["load_start"] for d in documents] + [d["load_end"] for d in documents]
+    loads = [r["load_before"] for r in rows]
 
     def spread(key: str) -> str:
         values = {r["conditions"]["clean"][key] for r in rows}
@@ -108,8 +108,8 @@ def uav_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, st
     size = (
         f"Test per seed: {spread('test_recordings')} recordings, "
         f"{spread('test_normal_clips')} normal and {spread('test_anomalous_clips')} anomalous "
-        f"10 s clips; recordings per side with 5 labelled: {sides}. Load average on the 2-core "
-        f"machine during the runs: {min(loads):.1f} to {max(loads):.1f}."
+        f"10 s clips; recordings per side with 5 labelled: {sides}. Load average of the 2-core "
+        f"machine as each run started: {min(loads):.1f} to {max(loads):.1f}."
     )
     return {
         "uav-auc": _table(
@@ -155,6 +155,7 @@ def sweep_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, 
     for document in documents:
         data_sets.update(document["data_sets"])
     auc, alarms, times, versus, gains = [], [], [], [], []
+    loads = [r["load_before"] for r in rows]
     for name, info in data_sets.items():
         most = max(info["counts"])
         columns: list[int | None] = [n if n in info["counts"] else None for n in SWEEP_COUNTS]
@@ -228,7 +229,9 @@ def sweep_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, 
             ["data", "model", "AUC minus the peer's, 0 labelled", "AUC minus the peer's, all"],
             versus,
         ),
-        "sweep-time": _table(["data", "model", "training time per run"], times),
+        "sweep-time": _table(["data", "model", "training time per run"], times)
+        + f"\n\nLoad average of the 2-core machine as each run started: {min(loads):.1f} to "
+        + f"{max(loads):.1f}.",
     }
 
 
@@ -300,8 +303,8 @@ def replace_tables(text: str, tables: dict[str, str]) -> str:
 def main() -> None:
     tables: dict[str, str] = {}
     sources: list[tuple[str, Callable[[list[Row], list[dict[str, Any]]], dict[str, str]]]] = [
-        ("audio_uav*.json", uav_tables),
-        ("audio_sweep*.json", sweep_tables),
+        ("audio_uav.json", uav_tables),
+        ("audio_sweep.json", sweep_tables),
         ("audio_margin*.json", margin_table),
     ]
     for pattern, render in sources:

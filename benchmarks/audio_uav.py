@@ -19,6 +19,7 @@ from benchmarks.audio_interference import interference_pool, mixed_clips
 from benchmarks.audio_peer import fit_peer, peer_scores, peer_threshold
 from benchmarks.audio_protocol import (
     DATA_DIR,
+    SAMPLE_RATE,
     SEEDS,
     DataSet,
     R,
@@ -102,7 +103,7 @@ def _peer_row(
 
 def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[dict[str, Any]]:
     test = fixed_test(UAV, seed)
-    clips = list(iter_clips(test, 16000, UAV.clip_seconds))
+    clips = list(iter_clips(test, SAMPLE_RATE, UAV.clip_seconds))
     conditions = _conditions(clips, pool, seed)
     rows: list[dict[str, Any]] = []
     for backbone in BACKBONES:
@@ -132,6 +133,7 @@ def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[
                 }
             )
             print(rows[-1], flush=True)
+    # Every run of a seed has the same normal split, so the last run's serves the peer.
     rows.append(
         _peer_row(
             seed,
