@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,8 +135,75 @@ def scored_clips(
     ]
 
 
+def command_line() -> str:
+    """This process's command as the docs write it (`python -m benchmarks.NAME ...`)."""
+    script = Path(sys.argv[0]).resolve()
+    if script.suffix == ".py" and script.is_relative_to(PROJECT_ROOT):
+        module = ".".join(script.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        return " ".join(["python", "-m", module, *sys.argv[1:]])
+    return " ".join(sys.argv)
+
+
 def write_results(name: str, document: dict[str, Any]) -> Path:
+    """Write benchmarks/results/NAME.json whole, with the command that produced it."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
+    document = {"command": command_line(), **document}
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def part_path(value: str | None) -> Path | None:
+    """The `--part` file a shard process writes its document to (set by `run_shards` only)."""
+    return Path(value) if value else None
+
+
+def write_document(name: str, part: Path | None, document: dict[str, Any]) -> Path:
+    """A shard writes its part file; a whole run writes benchmarks/results/NAME.json."""
+    if part is None:
+        return write_results(name, document)
+    part.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return part
+
+
+def seed_shards(seeds: Sequence[int], jobs: int) -> list[list[int]]:
+    """Seeds dealt round-robin, so shards of unequal cost (later seeds) stay balanced."""
+    return [list(seeds[i::jobs]) for i in range(min(jobs, len(seeds)))]
+
+
+def run_shards(
+    module: str, args: Sequence[str], seeds: Sequence[int], jobs: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run `python -m MODULE ARGS --seeds SHARD` in `jobs` processes side by side and return
+    their rows (by seed) and the run's metadata: the first part's fields, the whole run's load
+    and wall time, and each part's command, load and wall time."""
+    load, started = os.getloadavg()[0], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"{module.rsplit('.', 1)[-1]}-parts-") as parts_dir:
+        runs = []
+        for i, shard in enumerate(seed_shards(seeds, jobs)):
+            part = Path(parts_dir) / f"part{i}.json"
+            command = [*args, "--seeds", *map(str, shard)]
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, *command, "--part", str(part)], cwd=PROJECT_ROOT
+            )
+            runs.append((" ".join(["python", "-m", module, *command]), part, process))
+            print(f"shard {i}: {runs[-1][0]} -> {part}", flush=True)
+        failed = [command for command, _, process in runs if process.wait() != 0]
+        if failed:
+            raise RuntimeError(f"shard processes failed: {failed}")
+        documents = [(command, json.loads(part.read_text())) for command, part, _ in runs]
+    rows = sorted(
+        (row for _, document in documents for row in document["rows"]), key=lambda r: r["seed"]
+    )
+    metadata = {
+        **{k: v for k, v in documents[0][1].items() if k != "rows"},
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+        "wall_seconds": time.perf_counter() - started,
+        "jobs": len(documents),
+        "parts": [
+            {"command": command, **{k: d[k] for k in ("load_start", "load_end", "wall_seconds")}}
+            for command, d in documents
+        ],
+    }
+    return rows, metadata

@@ -16,21 +16,24 @@ import numpy as np
 import torch
 
 from benchmarks.audio_interference import interference_pool, mixed_clips
-from benchmarks.audio_peer import fit_peer, peer_scores, peer_threshold
+from benchmarks.audio_peer import fit_peer, peer_scores
 from benchmarks.audio_protocol import (
     DATA_DIR,
     SAMPLE_RATE,
     SEEDS,
     DataSet,
-    R,
     check_unseen,
     figures,
     fixed_test,
+    part_path,
+    run_shards,
     scored_clips,
     train,
+    write_document,
     write_results,
 )
 from service.bundle.loader import load_bundle
+from service.bundle.manifest import AudioManifest
 from service.scoring.audio import AudioScorer
 from training.audio.backbones import BACKBONES
 from training.audio.clips import Clip, iter_clips
@@ -54,16 +57,35 @@ def _conditions(
 
 def _evaluate_all(
     score: Callable[[list[np.ndarray]], np.ndarray],
-    threshold: float,
+    thresholds: dict[str, float],
+    default: str | None,
     clips: list[Clip],
     conditions: dict[str, list[np.ndarray]],
 ) -> dict[str, dict[str, Any]]:
+    """Per condition: the figures at the default operating point's clip threshold (AUC and pAUC
+    need none; without a default the threshold-dependent figures are None), and false alarms,
+    recall and precision at every operating point."""
     index = [(c.recording.recording_id, c.index) for c in clips]
     test = list({c.recording.recording_id: c.recording for c in clips}.values())
     out = {}
     for name, samples in conditions.items():
-        report = evaluate_scores(scored_clips(test, index, score(samples)), "folders", threshold)
-        out[name] = figures(report)
+        scored = scored_clips(test, index, score(samples))
+        reports = {point: evaluate_scores(scored, "folders", t) for point, t in thresholds.items()}
+        if default is None:
+            # Any valid threshold: the figures that depend on it are dropped.
+            row = figures(evaluate_scores(scored, "folders", 1.0))
+            row.update(false_alarm_rate=None, recall=None)
+        else:
+            row = figures(reports[default])
+        row["operating_points"] = {
+            point: {
+                "false_alarm_rate": report.false_alarm_rate,
+                "recall": report.recall,
+                "precision": report.precision,
+            }
+            for point, report in reports.items()
+        }
+        out[name] = row
     return out
 
 
@@ -74,19 +96,37 @@ def _bundle_scores(scorer: AudioScorer) -> Callable[[list[np.ndarray]], np.ndarr
     return score
 
 
+def _operating_points(manifest: AudioManifest) -> list[dict[str, Any]]:
+    """How each of the bundle's thresholds was fitted and the per-clip false-alarm rate it
+    predicts, to set beside the rate measured on the test clips."""
+    return [
+        {
+            "name": point.name,
+            "rule": point.rule,
+            "target": point.target,
+            "clip_threshold": point.thresholds["clip"],
+            "fit": point.fit.model_dump(),
+            "predicted_clip": (
+                point.predicted["clip"].model_dump() if "clip" in point.predicted else None
+            ),
+        }
+        for point in manifest.operating_points
+    ]
+
+
 def _peer_row(
     seed: int,
     train_normal: list[Recording],
-    threshold_normal: list[Recording],
     clips: list[Clip],
     conditions: dict[str, list[np.ndarray]],
 ) -> dict[str, Any]:
-    """AudioAE on the same training normal clips, thresholded by Auscult's rule."""
+    """AudioAE on the same training normal clips. Auscult's thresholds are now fitted out of
+    fold (no held-out threshold recordings), which the peer has no equivalent of, so it is
+    compared on the threshold-free figures (AUC, pAUC) only."""
     load = os.getloadavg()[0]
     started = time.perf_counter()
     peer = fit_peer(train_normal, UAV.clip_seconds, seed)
     seconds = time.perf_counter() - started
-    threshold = peer_threshold(peer, threshold_normal, UAV.clip_seconds, R)
     return {
         "model": "pyod AudioAE",
         "stage": 1,
@@ -94,9 +134,9 @@ def _peer_row(
         "seed": seed,
         "train_seconds": seconds,
         "load_before": load,
-        "r": R,
+        "r": None,
         "conditions": _evaluate_all(
-            lambda samples: peer_scores(peer, samples), threshold, clips, conditions
+            lambda samples: peer_scores(peer, samples), {}, None, clips, conditions
         ),
     }
 
@@ -112,6 +152,7 @@ def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[
             result = train(UAV, labelled, backbone, seed, work / f"{backbone}-{labelled}-{seed}")
             check_unseen(result, test)
             manifest = result.manifest
+            thresholds = {p.name: p.thresholds["clip"] for p in manifest.operating_points}
             rows.append(
                 {
                     "model": f"auscult {backbone}",
@@ -124,9 +165,12 @@ def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[
                     "train_normal_clips": manifest.training.n_normal,
                     "train_anomalous_clips": manifest.training.n_anomaly,
                     "r": manifest.clip_decision.r,
+                    "default_operating_point": manifest.default_operating_point,
+                    "operating_points": _operating_points(manifest),
                     "conditions": _evaluate_all(
                         _bundle_scores(AudioScorer(load_bundle(result.bundle_dir))),
-                        manifest.clip_decision.threshold,
+                        thresholds,
+                        manifest.default_operating_point,
                         clips,
                         conditions,
                     ),
@@ -135,13 +179,7 @@ def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[
             print(rows[-1], flush=True)
     # Every run of a seed has the same normal split, so the last run's serves the peer.
     rows.append(
-        _peer_row(
-            seed,
-            [r for r in result.split.train if not r.is_anomaly],
-            list(result.split.threshold),
-            clips,
-            conditions,
-        )
+        _peer_row(seed, [r for r in result.split.train if not r.is_anomaly], clips, conditions)
     )
     print(rows[-1], flush=True)
     return rows
@@ -151,8 +189,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--out", default="audio_uav", help="results file name (no suffix)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes (one torch thread each) that run the seeds side by side; the results "
+        "file is written once, whole, with each process's command under `parts`",
+    )
+    parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.jobs > 1:
+        merged, metadata = run_shards("benchmarks.audio_uav", [], args.seeds, args.jobs)
+        print(f"wrote {write_results(args.out, {**metadata, 'rows': merged})}")
+        return
     torch.set_num_threads(1)
+    part = part_path(args.part)
     pool = interference_pool(DATA_DIR)
     load, started = os.getloadavg()[0], time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -160,8 +211,9 @@ def main() -> None:
         for seed in args.seeds:
             rows += run_seed(seed, pool, Path(work))
             # Rewritten after every seed, so a long run leaves its finished seeds behind.
-            path = write_results(
+            path = write_document(
                 args.out,
+                part,
                 {
                     "data": str(UAV.path.relative_to(DATA_DIR)),
                     "clip_seconds": UAV.clip_seconds,

@@ -1,9 +1,11 @@
 """Time LogMelExtractor.log_mel against librosa (melspectrogram + power_to_db) on real 10 s clips
-in the same run, and write the result into the "Features" section of docs/BENCHMARKS.md."""
+in the same run; write the raw figures to benchmarks/results/features.json and the "Features"
+section of docs/BENCHMARKS.md from them."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -22,6 +24,7 @@ from service.features.logmel import LogMelExtractor
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "features.json"
 SECTION = "## Features"
 
 
@@ -106,12 +109,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def command(clips: int, repeats: int) -> str:
+    """The command as the docs give it, every flag that sets a figure included."""
+    return f"python -m benchmarks.features --clips {clips} --repeats {repeats}"
+
+
 def render(result: dict[str, float], load: float) -> str:
+    run = command(int(result["clips"]), int(result["repeats"]))
     return f"""{SECTION}
 
-`python -m benchmarks.features` times `LogMelExtractor.log_mel` against librosa
-{version("librosa")} (`melspectrogram` + `power_to_db` with the same settings: 16 kHz,
-n_fft 2048, hop 512, 128 mels, `pad_mode="constant"`, `top_db=None`).
+`{run}` times `LogMelExtractor.log_mel`
+against librosa {version("librosa")} (`melspectrogram` + `power_to_db` with the same settings:
+16 kHz, n_fft 2048, hop 512, 128 mels, `pad_mode="constant"`, `top_db=None`); raw figures:
+`benchmarks/results/features.json`.
 
 - Data: {result["clips"]:.0f} real 10 s clips of `audio/dcase2020_dev` (16 kHz mono PCM16),
   each timed {result["repeats"]:.0f} times, the two extractors interleaved clip by clip in
@@ -154,12 +164,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real data folder")
     parser.add_argument("--clips", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10, help="timings per clip and extractor")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with threadpool_limits(limits=1):
         result = measure(args.data, args.clips, args.repeats)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "command": command(args.clips, args.repeats),
+        "data": "audio/dcase2020_dev",
+        "cpu_cores": os.cpu_count(),
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+        "librosa": version("librosa"),
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+        **result,
+    }
+    RESULTS.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     section = render(result, load)
     print(section)
     write_section(args.output, section)

@@ -23,11 +23,13 @@ import httpx
 import soundfile as sf
 from websockets.sync.client import connect
 
+from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import AudioManifest, read_manifest
-from service.clip_scoring import score_clip
 from service.metrics import Metrics
+from service.pipelines.audio_clip import score_clip
 from service.scoring.audio import AudioScorer
+from service.scoring.detectors import AudioDetector, OperatingPointChoice
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
@@ -62,7 +64,7 @@ def _served(models: Path) -> Iterator[str]:
         "OMP_NUM_THREADS": "1",
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
-               "--port", str(port), "--log-level", "warning"]  # fmt: skip
+               "--port", str(port), "--log-level", "warning", "--workers", "1"]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -109,6 +111,7 @@ def measure(models: Path, data_dir: Path, count: int, repeats: int) -> dict[str,
         if (p / "manifest.json").is_file() and isinstance(read_manifest(p), AudioManifest)
     )
     scorer = AudioScorer(load_bundle(bundle_dir))
+    detector = AudioDetector.at(scorer, OperatingPointChoice())
     model = scorer.manifest.name
     clips = _clips(data_dir, count)
     times: dict[str, list[float]] = {"in_process": [], "http": [], "stream": []}
@@ -127,7 +130,13 @@ def measure(models: Path, data_dir: Path, count: int, repeats: int) -> dict[str,
         # Interleaved clip by clip, so that load from other processes hits every path alike.
         for _ in range(repeats):
             for _, wav in clips:
-                local = _timed(score_clip, scorer, wav, max_seconds=60, metrics=Metrics())
+                local = _timed(
+                    score_clip,
+                    detector,
+                    wav,
+                    limits=DecodeLimits(max_seconds=60),
+                    metrics=Metrics(),
+                )
                 remote = _timed(post, wav)
                 streamed = _timed(_stream, url, model, wav)
                 times["in_process"].append(local)
@@ -177,7 +186,7 @@ def render(result: dict[str, float | str], load: float) -> str:
     return f"""{SECTION}
 
 `python -m benchmarks.service_latency` scores the same real clips three ways, interleaved clip
-by clip: in-process (`service.clip_scoring.score_clip`: decode, log-mel, model), through a
+by clip: in-process (`service.pipelines.audio_clip.score_clip`: decode, log-mel, model), through a
 running `auscult serve` with `POST /v1/models/{{name}}/score` (keep-alive connection), and as a
 WebSocket stream (100 ms PCM16 frames sent at once, then `stop`, until the `end` message).
 

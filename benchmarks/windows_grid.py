@@ -6,6 +6,7 @@ benchmarks/results/windows_grid.jsonl (runs already there are skipped, so it res
 
     python -m benchmarks.windows_grid --shard 0/2 &   # two processes, one thread each
     python -m benchmarks.windows_grid --shard 1/2 &
+    python -m benchmarks.windows_grid --random        # the random-score reference rows
     python -m benchmarks.windows_grid --report
 """
 

@@ -25,7 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         bundle = Path(folder) / "msl"
         argv = ["train", "windows", "--data", str(DATA_DIR / "timeseries" / "MSL")]
-        argv += ["--format", "msl", "--out", str(bundle), "--threads", str(THREADS)]
+        argv += ["--format", "msl", "--out", str(bundle), "--threads", str(THREADS), "--no-report"]
         started = time.perf_counter()
         cpu_started = resource.getrusage(resource.RUSAGE_SELF)
         if training_main(argv) != 0:

@@ -11,22 +11,35 @@ from typing import TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.middleware import Middleware
 
 from service import __version__
+from service.api.admission import AdmissionMiddleware
 from service.api.body_limit import BodyLimitMiddleware
+from service.api.errors import CancelledAtShutdownMiddleware, install_error_handlers
+from service.api.inference_v2.error_shape import V2ErrorShapeMiddleware
 from service.api.request_metrics import RequestMetricsMiddleware
-from service.api.routes import health, metrics, models, scoring, stream, windows
+from service.api.routes import (
+    health,
+    inference_v2,
+    metrics,
+    models,
+    report,
+    scoring,
+    stream,
+    windows,
+)
+from service.api.schemas import ErrorResponse
 from service.concurrency import PoolFullError
 from service.config import Settings
 from service.draining import DrainOnSignal
+from service.memory import return_freed_memory
 from service.metrics import Metrics
 from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-# Seconds a client is asked to wait after a 503 because the scoring pool was full.
-RETRY_AFTER_SECONDS = 1
 
 
 class AppState(TypedDict):
@@ -40,9 +53,12 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(models.router)
+    app.include_router(report.router)
     app.include_router(scoring.router)
     app.include_router(stream.router)
     app.include_router(windows.router)
+    app.include_router(inference_v2.health)
+    app.include_router(inference_v2.router)
 
 
 async def _keep_models_fresh(runtime: Runtime) -> None:
@@ -65,42 +81,74 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        # In every worker process: what a request frees goes back to the system (RSS returns).
+        return_freed_memory()
         runtime = Runtime.start(settings, app_metrics)
         drain = DrainOnSignal(runtime.draining, settings.drain_seconds)
         drain.install()
         loader = asyncio.create_task(_keep_models_fresh(runtime))
+        # Reloads asked of other workers of the same server (service/worker_sync.py).
+        follower = asyncio.create_task(runtime.worker_sync.run())
         try:
             yield {"runtime": runtime}
         finally:
             runtime.draining.set()
             drain.uninstall()
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in (loader, follower):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            runtime.worker_sync.close()
             # Work already accepted finishes before the threads stop.
             await asyncio.to_thread(runtime.pool.shutdown)
             app_metrics.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself (the
+    # package ships their files), so they work in an air-gapped plant.
+    app = FastAPIOffline(
         title="Auscult",
         version=__version__,
         summary="Anomaly scores and verdicts for machine sound and sensor series.",
         lifespan=lifespan,
+        # Any request can be one that uvicorn cannot parse (service/http_protocol.py).
+        responses={400: {"model": ErrorResponse, "description": "a malformed HTTP request"}},
         middleware=[
             # Outermost first: requests refused for size are still counted.
             Middleware(RequestMetricsMiddleware, metrics=app_metrics),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            # Outside everything that answers an error: /v2 errors read {"error": ...}.
+            Middleware(V2ErrorShapeMiddleware),
+            Middleware(CancelledAtShutdownMiddleware),
+            # Before the body limit: a refused request's body is not read at all.
+            Middleware(
+                AdmissionMiddleware,
+                paths=[
+                    route.path
+                    for route in (
+                        *scoring.router.routes,
+                        *windows.router.routes,
+                        *inference_v2.router.routes,
+                    )
+                    if isinstance(route, APIRoute)
+                ],
+            ),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                deadline_seconds=settings.body_timeout_seconds,
+            ),
         ],
     )
     _include_routers(app)
+    install_error_handlers(app)
 
     @app.exception_handler(PoolFullError)
-    async def pool_full(_: Request, exc: PoolFullError) -> JSONResponse:
+    async def pool_full(request: Request, exc: PoolFullError) -> JSONResponse:
         app_metrics.pool_rejections.inc()
+        runtime: Runtime = request.state.runtime
         return JSONResponse(
             {"detail": str(exc)},
             status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            headers={"Retry-After": str(runtime.pool.retry_after())},
         )
 
     return app

@@ -1,10 +1,14 @@
-"""The `auscult` command: `serve` runs the service; `train` and `evaluate` hand over to training."""
+"""The `auscult` command: `serve` runs the service; `train`, `evaluate` and `report` hand over to
+training."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+# Commands that need the 'train' extra (torch, matplotlib): handed to training/cli.py.
+TRAINING_COMMANDS = ("train", "evaluate", "report")
 
 
 def _training_main(argv: list[str]) -> int:
@@ -34,12 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "evaluate", help="evaluate a model bundle (see 'auscult evaluate --help')", add_help=False
     )
+    commands.add_parser(
+        "report",
+        help="write a bundle's report page (see 'auscult report --help')",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("train", "evaluate"):
+    if args_list and args_list[0] in TRAINING_COMMANDS:
         return _training_main(args_list)
     args = build_parser().parse_args(args_list)
     from service.server import run_server

@@ -6,10 +6,21 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_API_KEY_LENGTH = 16
+# Defaults shared with the functions that take these limits as arguments (decode, resample,
+# sensor input), so a caller without settings gets the same bounds as the service.
+DEFAULT_MAX_CLIP_SECONDS = 600.0
+DEFAULT_MIN_SAMPLE_RATE = 8_000
+DEFAULT_MAX_SAMPLE_RATE = 192_000
+# Every multiple of 10 Hz in the default range reduces to factors of at most 19,199 against
+# 16, 22.05, 44.1 or 48 kHz (191,990 Hz to 22.05 kHz is the worst): a filter of 400 K taps.
+DEFAULT_MAX_RESAMPLE_FACTOR = 20_000
+# The default clip limit of mono audio at 48 kHz: about 115 MB as float32.
+DEFAULT_MAX_DECODED_SAMPLES = 28_800_000
+DEFAULT_MAX_SENSOR_STEPS = 100_000
 
 
 def _split_list(value: object) -> object:
@@ -39,10 +50,20 @@ class Settings(BaseSettings):
         description="station names counted under their own label in metrics; others are 'other'",
     )
     worker_threads: Annotated[int, Field(ge=1, le=64)] = Field(
-        default=2, description="threads that decode, extract features and run models"
+        default=2,
+        description="threads that decode, extract features and run models, per process; "
+        "`auscult serve` gives each worker its share of the usable CPUs when this is unset",
     )
     pool_queue_limit: Annotated[int, Field(ge=0)] = Field(
-        default=8, description="jobs that may wait for a worker thread before requests get 503"
+        default=256,
+        description="most jobs that may wait for a worker thread, whatever their expected wait: "
+        "the last guard (503) behind AUSCULT_MAX_QUEUE_WAIT_SECONDS, bounding memory",
+    )
+    max_queue_wait_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=1.0,
+        description="a scoring request whose expected wait for a worker thread (moving average "
+        "of service time x work ahead / threads) is over this is refused with 503 and "
+        "Retry-After from its head, before its body is read",
     )
     onnx_threads: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="ONNX Runtime intra-op threads per model"
@@ -51,7 +72,44 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, description="largest request body accepted (413 above)"
     )
     max_clip_seconds: Annotated[float, Field(gt=0)] = Field(
-        default=600.0, description="longest clip accepted for scoring (422 above)"
+        default=DEFAULT_MAX_CLIP_SECONDS,
+        description="longest clip accepted for scoring (422 above)",
+    )
+    min_sample_rate: Annotated[int, Field(ge=1)] = Field(
+        default=DEFAULT_MIN_SAMPLE_RATE,
+        description="lowest sample rate accepted from an audio header or stream (422 below)",
+    )
+    max_sample_rate: Annotated[int, Field(ge=1)] = Field(
+        default=DEFAULT_MAX_SAMPLE_RATE,
+        description="highest sample rate accepted from an audio header or stream (422 above); "
+        "it bounds the cost of designing a resampling filter",
+    )
+    max_resample_factor: Annotated[int, Field(ge=1)] = Field(
+        default=DEFAULT_MAX_RESAMPLE_FACTOR,
+        description="largest factor of a sample rate's ratio to the model's rate, reduced by "
+        "their greatest common divisor (422, or bad_start on streams, above): the resampling "
+        "filter has 20 taps per unit. The default admits every common rate and every "
+        "multiple of 10 Hz to models at 16, 22.05, 44.1 or 48 kHz and refuses odd rates such "
+        "as 191,999 Hz, whose filter would have millions of taps",
+    )
+    max_decoded_samples: Annotated[int, Field(gt=0)] = Field(
+        default=DEFAULT_MAX_DECODED_SAMPLES,
+        description="most samples (frames x channels) one clip may decode to, checked against "
+        "the header before decoding (422 above); the default is 600 s of mono audio at 48 kHz",
+    )
+    max_sensor_steps: Annotated[int, Field(gt=0)] = Field(
+        default=DEFAULT_MAX_SENSOR_STEPS,
+        description="most steps (rows) in one sensor series body or stream frame (422 above)",
+    )
+    operating_point: str | None = Field(
+        default=None,
+        description="operating point applied to every model that has it: a point's name or a "
+        "rule ('gamma', 'false_alarm_rate', 'percentile'); others use their bundle's default",
+    )
+    model_operating_points: dict[str, str] = Field(
+        default_factory=dict,
+        description='per-model operating point as JSON, e.g. {"fan": "false_alarm_rate"}; it '
+        "overrides AUSCULT_OPERATING_POINT, and a bundle lacking it is refused",
     )
     ws_max_connections: Annotated[int, Field(ge=1)] = Field(
         default=64, description="concurrent WebSocket streams per process"
@@ -76,13 +134,43 @@ class Settings(BaseSettings):
         default=10.0,
         description="how often the models folder is checked for new bundles; 0 turns it off",
     )
+    worker_sync_dir: Path | None = Field(
+        default=None,
+        description="folder the worker processes of one server share so that a reload reaches "
+        "every one; `auscult serve --workers N` makes one when unset",
+    )
+    worker_sync_poll_seconds: Annotated[float, Field(gt=0, le=10)] = Field(
+        default=0.25,
+        description="how often each worker checks that folder for a reload asked of another",
+    )
+    reload_wait_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=10.0,
+        description="longest a reload request waits for every worker to serve what it loaded",
+    )
     shutdown_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         default=30.0, description="how long shutdown waits for open requests before cancelling them"
     )
     drain_seconds: Annotated[float, Field(ge=0)] = Field(
-        default=0.0,
+        default=5.0,
         description="on SIGTERM, answer /readyz 503 and keep serving this long before stopping",
     )
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="a connection that has not sent a whole request head this long is closed",
+    )
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="a request body not received in full this long after the head gets 408",
+    )
+
+    @model_validator(mode="after")
+    def _sample_rate_range(self) -> Settings:
+        if self.min_sample_rate > self.max_sample_rate:
+            raise ValueError(
+                f"min_sample_rate {self.min_sample_rate} is above max_sample_rate "
+                f"{self.max_sample_rate}"
+            )
+        return self
 
     @field_validator("api_keys", "stations", mode="before")
     @classmethod

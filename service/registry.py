@@ -17,6 +17,7 @@ from service.bundle.loader import LoadedBundle, load_bundle
 from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, AudioManifest, WindowsManifest
 from service.metrics import Metrics
 from service.scoring.audio import AudioScorer
+from service.scoring.detectors import AudioDetector, OperatingPointChoice, WindowsDetector
 from service.scoring.windows import WindowsScorer
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,36 @@ class ServedModel:
     bundle: LoadedBundle
     fingerprint: Fingerprint
     loaded_at: datetime
-    audio_scorer: AudioScorer | None  # for audio bundles
-    windows_scorer: WindowsScorer | None  # for sensor-window bundles
+    # The scorer paired with the decisions of the operating point the settings chose.
+    detector: AudioDetector | WindowsDetector
+
+    @property
+    def audio(self) -> AudioDetector | None:
+        return self.detector if isinstance(self.detector, AudioDetector) else None
+
+    @property
+    def windows(self) -> WindowsDetector | None:
+        return self.detector if isinstance(self.detector, WindowsDetector) else None
+
+    @property
+    def audio_scorer(self) -> AudioScorer | None:
+        return self.audio.scorer if self.audio is not None else None
+
+    @property
+    def windows_scorer(self) -> WindowsScorer | None:
+        return self.windows.scorer if self.windows is not None else None
+
+    @property
+    def operating_point(self) -> str:
+        """The name of the operating point whose thresholds the verdicts use."""
+        return self.detector.operating_point
+
+    @property
+    def threshold(self) -> float:
+        """The applied clip threshold (audio) or step threshold (windows)."""
+        if isinstance(self.detector, AudioDetector):
+            return self.detector.clip.threshold
+        return self.detector.step.threshold
 
     @property
     def manifest(self) -> AudioManifest | WindowsManifest:
@@ -80,15 +109,16 @@ def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts)
 
 
+def _oldest_first(models: Iterable[ServedModel]) -> list[ServedModel]:
+    """Ordered by version, then created_at, then folder name: the last of a name is served."""
+    return sorted(
+        models, key=lambda m: (version_key(m.version), m.manifest.created_at, m.path.name)
+    )
+
+
 def _newest(models: Iterable[ServedModel]) -> dict[str, ServedModel]:
     """The model each name serves: highest version, then latest created_at, then folder name."""
-    newest: dict[str, ServedModel] = {}
-    for model in sorted(
-        models,
-        key=lambda m: (version_key(m.version), m.manifest.created_at, m.path.name),
-    ):
-        newest[model.name] = model
-    return newest
+    return {model.name: model for model in _oldest_first(models)}
 
 
 def _fingerprint(folder: Path) -> Fingerprint | None:
@@ -109,10 +139,18 @@ class ModelRegistry:
     """Bundles under `models_dir` (one folder each; folders starting with '.' are ignored, so a
     bundle can be written there and renamed into place)."""
 
-    def __init__(self, models_dir: Path, metrics: Metrics, *, onnx_threads: int = 1) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        metrics: Metrics,
+        *,
+        onnx_threads: int = 1,
+        operating_points: OperatingPointChoice | None = None,
+    ) -> None:
         self.models_dir = Path(models_dir)
         self._metrics = metrics
         self._onnx_threads = onnx_threads
+        self._operating_points = operating_points or OperatingPointChoice()
         self._lock = threading.Lock()
         self._loaded: dict[Path, ServedModel] = {}
         self._refused: dict[Path, RefusedBundle] = {}
@@ -136,6 +174,15 @@ class ModelRegistry:
 
     def served(self) -> list[ServedModel]:
         return sorted(self._served.values(), key=lambda m: m.name)
+
+    def versions(self, name: str) -> dict[str, ServedModel]:
+        """Every loaded version of `name`, oldest first, each the bundle `get` would serve if it
+        were the newest: older versions stay addressable (OIP v2) while their bundles exist."""
+        return {
+            model.version: model
+            for model in _oldest_first(self._loaded.values())
+            if model.name == name
+        }
 
     def refused(self) -> list[RefusedBundle]:
         return sorted(self._refused.values(), key=lambda r: r.path)
@@ -162,7 +209,8 @@ class ModelRegistry:
                 except Exception as exc:  # any failure refuses this bundle, never the reload
                     if _fingerprint(folder) != fingerprint:
                         continue  # still being written: try again when it settles
-                    refusal = RefusedBundle(folder, fingerprint, str(exc), datetime.now(UTC))
+                    error = self._without_paths(str(exc), folder)
+                    refusal = RefusedBundle(folder, fingerprint, error, datetime.now(UTC))
                     self._refused[folder] = refusal
                     report.refused.append(refusal)
                     self._metrics.model_reloads.labels("failure").inc()
@@ -204,19 +252,32 @@ class ModelRegistry:
                     found[child] = fingerprint
         return found
 
+    def _without_paths(self, message: str, folder: Path) -> str:
+        """The message with the bundle's path shortened to its folder name: refusals are shown
+        to API clients, which need not learn where the models live (the log keeps the path)."""
+        spellings = {str(folder), str(folder.absolute()), str(folder.resolve())}
+        for spelling in sorted(spellings, key=len, reverse=True):
+            message = message.replace(spelling, folder.name)
+        folders = {str(self.models_dir.absolute()), str(self.models_dir.resolve())}
+        for spelling in sorted(folders, key=len, reverse=True):
+            message = message.replace(spelling, "<models>")
+        return message
+
     def _load(self, folder: Path, fingerprint: Fingerprint) -> ServedModel:
         bundle = load_bundle(folder, intra_op_threads=self._onnx_threads)
         manifest = bundle.manifest
         if isinstance(manifest, AudioManifest):
-            audio = AudioScorer(bundle)
+            audio = AudioDetector.at(AudioScorer(bundle), self._operating_points)
             # Warm the whole clip path (features as well as the model) on one block of silence.
-            audio.score_samples(np.zeros(audio.extractor.min_samples, dtype=np.float32))
-            return ServedModel(bundle, fingerprint, datetime.now(UTC), audio, None)
-        windows = WindowsScorer(bundle)
+            audio.scorer.score_samples(
+                np.zeros(audio.scorer.extractor.min_samples, dtype=np.float32)
+            )
+            return ServedModel(bundle, fingerprint, datetime.now(UTC), audio)
+        windows = WindowsDetector.at(WindowsScorer(bundle), self._operating_points)
         # The same for a series one window long, at the channels' means.
         means = [channel.mean for channel in manifest.channels]
-        windows.score(np.tile(np.asarray(means, dtype=np.float32), (manifest.window, 1)))
-        return ServedModel(bundle, fingerprint, datetime.now(UTC), None, windows)
+        windows.scorer.score(np.tile(np.asarray(means, dtype=np.float32), (manifest.window, 1)))
+        return ServedModel(bundle, fingerprint, datetime.now(UTC), windows)
 
     def _swap(self, served: dict[str, ServedModel]) -> None:
         previous = self._served

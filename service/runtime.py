@@ -11,6 +11,8 @@ from service.concurrency import BoundedPool
 from service.config import Settings
 from service.metrics import Metrics
 from service.registry import ModelRegistry
+from service.scoring.detectors import OperatingPointChoice
+from service.worker_sync import WorkerSync
 
 
 class StreamSlots:
@@ -47,19 +49,32 @@ class Runtime:
     registry: ModelRegistry
     pool: BoundedPool
     streams: StreamSlots
+    worker_sync: WorkerSync
     # Set on SIGTERM (see service/server.py): /readyz answers 503 while requests still work.
     draining: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        registry = ModelRegistry(
+            settings.models_dir,
+            metrics,
+            onnx_threads=settings.onnx_threads,
+            operating_points=OperatingPointChoice(
+                settings.operating_point, settings.model_operating_points
+            ),
+        )
         return cls(
             settings=settings,
             metrics=metrics,
-            registry=ModelRegistry(
-                settings.models_dir, metrics, onnx_threads=settings.onnx_threads
-            ),
+            registry=registry,
             pool=BoundedPool(settings.worker_threads, settings.pool_queue_limit),
             streams=StreamSlots(settings.ws_max_connections, metrics),
+            worker_sync=WorkerSync(
+                registry,
+                settings.worker_sync_dir,
+                poll_seconds=settings.worker_sync_poll_seconds,
+                wait_seconds=settings.reload_wait_seconds,
+            ),
         )
 
     def readiness(self) -> str | None:
@@ -68,8 +83,9 @@ class Runtime:
             return "draining: the server is shutting down"
         if not self.registry.refreshed:
             return "loading models"
+        # No path or OS error here: /readyz answers anyone. The registry logs the details.
         if self.registry.folder_error is not None:
-            return self.registry.folder_error
+            return "cannot read the models folder"
         if not self.registry.served():
-            return f"no model could be loaded from {self.settings.models_dir}"
+            return "no model could be loaded from the models folder"
         return None

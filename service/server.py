@@ -7,11 +7,14 @@ import argparse
 import copy
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -20,7 +23,10 @@ from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
 from service.config import Settings
+from service.http_protocol import connection_cap, guarded_protocol, raise_descriptor_limit
 from service.metrics import MULTIPROC_ENV
+from service.usable_cpus import usable_cpus
+from service.worker_sync import worker_sync_folder
 
 _APP_FACTORY = "service.server:app_from_environment"
 
@@ -38,8 +44,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes; /metrics sums all of them (default: 1)",
+        default=None,
+        help="worker processes; /metrics sums all of them (default: one per CPU this process "
+        "may use, after its affinity mask and cgroup CPU quota)",
     )
     parser.add_argument(
         "--log-level",
@@ -50,9 +57,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The uvicorn settings that come from the service's own: keepalive, frame cap, no
-    compression, shutdown."""
+    """The uvicorn settings that come from the service's own: request-head deadline and
+    connection cap, keepalive, frame cap, no compression, shutdown."""
     return {
+        "http": guarded_protocol(settings.header_timeout_seconds, connection_cap()),
         "ws_ping_interval": settings.ws_ping_interval_seconds,
         "ws_ping_timeout": settings.ws_ping_timeout_seconds,
         # The app refuses a frame larger than the stream buffer with a message and 1009;
@@ -66,14 +74,34 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def _log_config(level: str) -> dict[str, Any]:
     """uvicorn's logging set-up plus the service's own loggers (reloads, refused bundles), so
-    every worker process logs them the same way."""
+    every worker process logs them the same way; keys in query strings are never written."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": "service.log_redaction.RedactQuerySecrets"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
     config["loggers"]["service"] = {
         "handlers": ["default"],
         "level": level.upper(),
         "propagate": False,
     }
     return config
+
+
+@contextmanager
+def sigterm_is_a_clean_stop() -> Iterator[None]:
+    """uvicorn stops gracefully on SIGTERM, then raises the signal again under the handler it
+    found; with the default one the process would die with 143 after a clean drain. Installed
+    right before uvicorn takes the signals over, a handler that does nothing lets it end with
+    the exit status the server chooses."""
+    previous = signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped_by_sigterm(sig: int, frame: FrameType | None) -> None:
+    """uvicorn has already shut down when it raises SIGTERM again: nothing is left to do."""
 
 
 def app_from_environment() -> FastAPI:
@@ -104,9 +132,27 @@ def shared_metrics_folder() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int  # uvicorn worker processes
+    threads: int  # scoring threads in each
+
+
+def plan_workers(cpus: int, workers: int | None, threads: int | None) -> WorkerPlan:
+    """One worker per usable CPU unless `workers` is given; each gets its share of the CPUs as
+    scoring threads unless `threads` is given. With a worker per core that is one thread each:
+    processes do not share a GIL, so one busy scoring thread per core already keeps every core
+    at work, and the worker's event loop (HTTP parsing, JSON) runs beside it. More threads in
+    a process only contend for its GIL. ONNX Runtime keeps one intra-op thread per model
+    (AUSCULT_ONNX_THREADS): a block batch is too small to gain from splitting, and intra-op
+    threads spin while they wait, stealing the core of another worker."""
+    chosen = workers if workers is not None else cpus
+    return WorkerPlan(chosen, threads if threads is not None else max(1, cpus // chosen))
+
+
 def run_server(args: argparse.Namespace) -> int:
     """Serve until interrupted; the exit status says whether the server could start."""
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         print(f"auscult serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
     try:
@@ -114,6 +160,11 @@ def run_server(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"auscult serve: invalid AUSCULT_* settings:\n{exc}", file=sys.stderr)
         return 2
+    explicit_threads = "worker_threads" in settings.model_fields_set
+    plan = plan_workers(
+        usable_cpus(), args.workers, settings.worker_threads if explicit_threads else None
+    )
+    settings = settings.model_copy(update={"worker_threads": plan.threads})
     if not settings.models_dir.is_dir():
         print(
             f"auscult serve: the models folder {settings.models_dir} does not exist "
@@ -121,6 +172,8 @@ def run_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # Workers inherit the raised limit; the connection cap is sized from it.
+    raise_descriptor_limit()
     options = {
         "host": args.host,
         "port": args.port,
@@ -128,15 +181,18 @@ def run_server(args: argparse.Namespace) -> int:
         "log_config": _log_config(args.log_level),
         **uvicorn_options(settings),
     }
-    if args.workers == 1:
+    if plan.workers == 1:
         from service.app import create_app
 
         config = uvicorn.Config(create_app(settings), **options)
         server = uvicorn.Server(config)
-        server.run()
+        with sigterm_is_a_clean_stop():
+            server.run()
         return 0 if server.started else 3
     # Workers are fresh processes: they read the settings from the environment.
     os.environ["AUSCULT_MODELS_DIR"] = str(settings.models_dir.resolve())
-    with shared_metrics_folder():
-        uvicorn.run(_APP_FACTORY, factory=True, workers=args.workers, **options)
+    os.environ["AUSCULT_WORKER_THREADS"] = str(plan.threads)
+    # One folder for the metrics of all workers, one through which a reload reaches them all.
+    with shared_metrics_folder(), worker_sync_folder():
+        uvicorn.run(_APP_FACTORY, factory=True, workers=plan.workers, **options)
     return 0

@@ -1,4 +1,5 @@
-"""`auscult train|evaluate audio|windows`: dispatch to each modality's command-line module."""
+"""`auscult train|evaluate audio|windows` and `auscult report`: dispatch to each command-line
+module."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ def main(argv: Sequence[str]) -> int:
     evaluate_kinds = evaluate.add_subparsers(dest="kind", required=True, metavar="KIND")
 
     from training.audio import cli as audio_cli
+    from training.report.cli import add_report_parser
     from training.windows import cli as windows_cli
 
+    add_report_parser(commands)
     audio_cli.add_train_parser(train_kinds)
     audio_cli.add_evaluate_parser(evaluate_kinds)
     windows_cli.add_train_parser(train_kinds)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from service.bundle.manifest import GammaThreshold
+from service.bundle.manifest import FalseAlarmPrediction, GammaThreshold
 
 
 def fit_gamma(scores: ArrayLike) -> tuple[float, float]:
@@ -53,3 +55,57 @@ def percentile_threshold(scores: ArrayLike, percentile: float) -> float:
     if values.size == 0:
         raise ValueError("no scores to take a percentile of")
     return float(np.percentile(values, percentile))
+
+
+def false_alarm_quantile(scores: ArrayLike, rate: float) -> float | None:
+    """The split-conformal threshold for a false-alarm budget: the k-th smallest of n normal
+    scores with k = ceil((n + 1) * (1 - rate)), which a new score exchangeable with them exceeds
+    with probability at most `rate`, whatever their distribution. None when the scores are too
+    few to hold such a score (n < 1 / rate - 1)."""
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"the false-alarm rate must lie strictly between 0 and 1, got {rate}")
+    values = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    if values.size == 0:
+        raise ValueError("no scores to take a quantile of")
+    k = math.ceil((values.size + 1) * (1.0 - rate) - 1e-9)
+    return float(values[k - 1]) if k <= values.size else None
+
+
+def predicted_false_alarms(
+    scores: ArrayLike,
+    groups: ArrayLike,
+    threshold: float,
+    per: str,
+    confidence: float = 0.95,
+    group_name: str = "recordings",
+) -> FalseAlarmPrediction:
+    """The share of normal `scores` above `threshold`, with a Clopper-Pearson interval that
+    takes the independent `groups` (recordings, series) as the effective sample size, not the
+    scores: scores of one recording rise and fall together, so many scores of few recordings
+    are worth little more than the recordings. The share times the groups is rounded down for
+    the lower bound and up for the upper one, which keeps the interval conservative."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    owners = np.asarray(groups).ravel()
+    if values.size == 0 or values.size != owners.size:
+        raise ValueError("need one group per score, and at least one score")
+    n = int(np.unique(owners).size)
+    rate = float(np.mean(values > threshold))
+    alpha = 1.0 - confidence
+    low_count, high_count = math.floor(rate * n + 1e-9), math.ceil(rate * n - 1e-9)
+    low = 0.0 if low_count == 0 else float(stats.beta.ppf(alpha / 2, low_count, n - low_count + 1))
+    high = (
+        1.0
+        if high_count >= n
+        else float(stats.beta.ppf(1 - alpha / 2, high_count + 1, n - high_count))
+    )
+    return FalseAlarmPrediction(
+        rate=rate,
+        low=min(low, rate),
+        high=max(high, rate),
+        confidence=confidence,
+        per=per,
+        method=(
+            f"share of {values.size} normal scores above the threshold; {confidence:.0%} "
+            f"Clopper-Pearson interval with the {n} {group_name} as the effective sample size"
+        ),
+    )

@@ -6,7 +6,15 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import SecretStr
+
+# The two HTTP schemes, as OpenAPI declares them; either one is enough. They only read the
+# header (auto_error=False): whether a key is needed and accepted is `key_accepted`'s call.
+bearer_key = HTTPBearer(auto_error=False, description="an API key as `Authorization: Bearer <key>`")
+header_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key as `X-API-Key: <key>`"
+)
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware that counts and times every HTTP request by its route template."""
+"""Pure ASGI middleware that counts and times every HTTP request by its route template; a
+client that leaves mid-upload is counted as 499 (see service/api/errors.py)."""
 
 from __future__ import annotations
 

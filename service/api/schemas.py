@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from service.scoring.windows import AnomalyRun
+
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong, in words")
@@ -31,7 +33,12 @@ class ModelSummary(BaseModel):
     loaded_at: datetime
     description: str
     threshold: float = Field(
-        description="the decision threshold: clip_decision (audio) or step_decision (windows)"
+        description="the applied operating point's clip threshold (audio) or step threshold "
+        "(windows)"
+    )
+    operating_point: str = Field(
+        description="the operating point whose thresholds the verdicts use "
+        "(AUSCULT_OPERATING_POINT, AUSCULT_MODEL_OPERATING_POINTS)",
     )
 
 
@@ -53,11 +60,23 @@ class ModelList(BaseModel):
     )
 
 
+class WorkerModels(BaseModel):
+    pid: int = Field(description="the worker process")
+    reloaded: bool = Field(description="whether this worker has acted on this reload")
+    models: dict[str, str] = Field(description="model name -> version this worker serves")
+
+
 class ReloadReport(BaseModel):
     loaded: list[ModelSummary] = Field(description="bundles newly loaded by this reload")
     refused: list[RefusedBundleOut] = Field(description="bundles refused by this reload")
     removed: list[str] = Field(description="bundle folders that disappeared")
     models: list[ModelSummary] = Field(description="what is served after the reload")
+    workers: list[WorkerModels] = Field(
+        description="what each live worker process of the server serves after the reload"
+    )
+    all_workers_reloaded: bool = Field(
+        description="false when a worker had not reloaded within AUSCULT_RELOAD_WAIT_SECONDS"
+    )
 
 
 class BlockVerdict(BaseModel):
@@ -84,10 +103,57 @@ class ClipVerdict(BaseModel):
     sample_rate: int = Field(description="the clip's own sample rate")
     channels: int = Field(description="channels in the file (averaged to mono)")
     model_sample_rate: int
+    operating_point: str = Field(description="the operating point whose thresholds are applied")
     score: float = Field(description="mean of the block scores")
-    threshold: float = Field(description="the clip threshold (clip_decision)")
+    threshold: float = Field(description="the clip threshold of the operating point")
     ratio: float = Field(description="score / threshold")
     anomaly: bool
-    block_threshold: float = Field(description="the per-block threshold (block_decision)")
+    block_threshold: float = Field(description="the per-block threshold of the operating point")
     blocks: list[BlockVerdict]
     worst_block: WorstBlock
+
+
+class ChannelShareOut(BaseModel):
+    name: str
+    share: float = Field(description="the channel's share of the run's summed squared error")
+
+
+class AnomalyRunOut(BaseModel):
+    start: int = Field(description="first anomalous step (0 = the first row sent)")
+    end: int = Field(description="the step after the last anomalous one")
+    peak_step: int
+    peak_score: float
+    peak_ratio: float = Field(description="peak_score / threshold")
+    channels: list[ChannelShareOut] = Field(description="the channels contributing most")
+
+    @classmethod
+    def from_runs(cls, runs: list[AnomalyRun], threshold: float) -> list[AnomalyRunOut]:
+        return [
+            cls(
+                start=run.start,
+                end=run.end,
+                peak_step=run.peak_step,
+                peak_score=run.peak_score,
+                peak_ratio=run.peak_score / threshold,
+                channels=[ChannelShareOut(name=c.name, share=c.share) for c in run.channels],
+            )
+            for run in runs
+        ]
+
+
+class WindowsVerdict(BaseModel):
+    model: str
+    version: str
+    station: str | None
+    steps: int
+    channels: list[str] = Field(description="the model's channels, in the order scored")
+    window: int
+    stride: int
+    operating_point: str = Field(description="the operating point whose threshold is applied")
+    threshold: float = Field(description="the per-step threshold of the operating point")
+    anomaly: bool = Field(description="whether any step is anomalous")
+    anomalous_steps: int
+    max_ratio: float = Field(description="the largest score / threshold")
+    scores: list[float] = Field(description="one score per step")
+    anomalies: list[bool] = Field(description="one verdict per step")
+    runs: list[AnomalyRunOut] = Field(description="runs of consecutive anomalous steps")

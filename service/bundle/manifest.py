@@ -70,6 +70,98 @@ class GammaThreshold(_Strict):
     n_scores: Annotated[int, Field(gt=0)]
 
 
+class ThresholdFit(_Strict):
+    """Where the scores behind a threshold came from: scores the model did not train on, unless
+    `method` says otherwise."""
+
+    method: Literal["out_of_fold", "held_out", "training"] = Field(
+        description="'out_of_fold': each normal recording scored by a model trained without it "
+        "(k folds by recording); 'held_out': normal recordings or series kept out of training; "
+        "'training': the training data itself (biased low, for the record only)"
+    )
+    folds: Annotated[int, Field(ge=2)] | None = None
+    # Normal recordings (audio) or series/segments (sensors) whose scores were used.
+    recordings: Annotated[int, Field(ge=0)]
+    n_scores: Annotated[int, Field(gt=0)]
+
+
+class FalseAlarmPrediction(_Strict):
+    """The false-alarm rate a threshold is expected to give on normal data, with an interval
+    that widens as the recordings behind it get fewer."""
+
+    rate: Annotated[float, Field(ge=0)]
+    low: Annotated[float, Field(ge=0)]
+    high: Annotated[float, Field(ge=0)]
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    per: str = Field(
+        description="the unit one rate is counted in: 'clip', 'block', '1440 steps', 'hour'"
+    )
+    method: str = Field(description="how the rate and its interval were computed, in words")
+
+    @model_validator(mode="after")
+    def _check(self) -> FalseAlarmPrediction:
+        if not self.low <= self.rate <= self.high:
+            raise ValueError("the predicted rate must lie inside its interval")
+        return self
+
+
+OperatingRule = Literal["gamma", "false_alarm_rate", "percentile"]
+
+
+class OperatingPoint(_Strict):
+    """One set of thresholds the service can apply without retraining (AUSCULT_OPERATING_POINT).
+
+    Audio bundles hold `clip` and `block` thresholds, windows bundles a `step` threshold."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    rule: OperatingRule = Field(
+        description="'gamma': Gamma inverse CDF at r = target; 'false_alarm_rate': the threshold "
+        "that meets target false alarms per `predicted[...].per` on normal data; 'percentile': "
+        "the target percentile of normal scores"
+    )
+    target: float
+    thresholds: dict[str, Annotated[float, Field(gt=0)]]
+    fit: ThresholdFit
+    predicted: dict[str, FalseAlarmPrediction] = Field(default_factory=dict)
+
+
+def _check_operating_points(
+    points: list[OperatingPoint], default: str | None, units: tuple[str, ...]
+) -> None:
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise ValueError("operating point names must be unique")
+    for point in points:
+        if sorted(point.thresholds) != sorted(units):
+            raise ValueError(
+                f"operating point {point.name!r} must hold thresholds for {', '.join(units)}"
+            )
+    if default is not None and default not in names:
+        raise ValueError(f"default_operating_point {default!r} is not among the operating points")
+
+
+def _resolve_operating_point(
+    points: list[OperatingPoint], default: str | None, choice: str | None
+) -> OperatingPoint | None:
+    """`choice` is a point's name or a rule; None means the bundle's default. A bundle without
+    operating points (older bundles) resolves to None: its gamma decisions are the only choice."""
+    if not points:
+        return None
+    if choice is None:
+        choice = default
+    if choice is None:
+        return points[0]
+    for point in points:
+        if point.name == choice:
+            return point
+    for point in points:
+        if point.rule == choice:
+            return point
+    raise ManifestError(
+        f"no operating point {choice!r}; the bundle has {', '.join(p.name for p in points)}"
+    )
+
+
 class TrainingData(_Strict):
     data: str = Field(description="where the training data came from, in words or as a path")
     # Examples trained on (audio: clips); labelled anomalies count where training used them.
@@ -131,6 +223,33 @@ class AudioManifest(_ManifestBase):
     clip_decision: GammaThreshold
     block_decision: GammaThreshold
     clip_aggregation: Literal["mean"] = "mean"
+    # Every threshold set the service may apply (the gamma one repeats clip/block_decision).
+    operating_points: list[OperatingPoint] = Field(default_factory=list)
+    default_operating_point: str | None = None
+
+    @model_validator(mode="after")
+    def _check_points(self) -> AudioManifest:
+        _check_operating_points(
+            self.operating_points, self.default_operating_point, ("block", "clip")
+        )
+        return self
+
+    def operating_point(self, choice: str | None = None) -> OperatingPoint | None:
+        """The operating point `choice` (name or rule; None: the bundle's default) resolves to;
+        None for a bundle without operating points."""
+        return _resolve_operating_point(self.operating_points, self.default_operating_point, choice)
+
+    def thresholds(self, choice: str | None = None) -> tuple[float, float]:
+        """(clip, block) thresholds of the operating point `choice` (name or rule; None: the
+        bundle's default)."""
+        point = _resolve_operating_point(
+            self.operating_points, self.default_operating_point, choice
+        )
+        if point is None:
+            if choice not in (None, "gamma"):
+                raise ManifestError(f"no operating point {choice!r}; the bundle has only gamma")
+            return self.clip_decision.threshold, self.block_decision.threshold
+        return point.thresholds["clip"], point.thresholds["block"]
 
 
 class ChannelStats(_Strict):
@@ -158,6 +277,10 @@ class WindowsManifest(_ManifestBase):
     data_subset: str | None = None
     # Architecture and training settings, for the record (teacher size, distillation weight...).
     model_settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # Seconds between steps where known (SMD: 60), so false alarms can be stated per hour.
+    step_seconds: Annotated[float, Field(gt=0)] | None = None
+    operating_points: list[OperatingPoint] = Field(default_factory=list)
+    default_operating_point: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> WindowsManifest:
@@ -166,7 +289,27 @@ class WindowsManifest(_ManifestBase):
         names = [c.name for c in self.channels]
         if len(set(names)) != len(names):
             raise ValueError("channel names must be unique")
+        _check_operating_points(self.operating_points, self.default_operating_point, ("step",))
         return self
+
+    def operating_point(self, choice: str | None = None) -> OperatingPoint | None:
+        """The operating point `choice` (name or rule; None: the bundle's default) resolves to;
+        None for a bundle without operating points."""
+        return _resolve_operating_point(self.operating_points, self.default_operating_point, choice)
+
+    def step_threshold(self, choice: str | None = None) -> float:
+        """The per-step threshold of the operating point `choice` (name or rule; None: the
+        bundle's default)."""
+        point = _resolve_operating_point(
+            self.operating_points, self.default_operating_point, choice
+        )
+        if point is None:
+            if choice == "percentile" and self.percentile_threshold is not None:
+                return self.percentile_threshold
+            if choice not in (None, "gamma"):
+                raise ManifestError(f"no operating point {choice!r}; the bundle has only gamma")
+            return self.step_decision.threshold
+        return point.thresholds["step"]
 
 
 Manifest = Annotated[AudioManifest | WindowsManifest, Field(discriminator="kind")]
@@ -207,3 +350,39 @@ def write_manifest(bundle_dir: Path, manifest: AudioManifest | WindowsManifest) 
     path = Path(bundle_dir) / MANIFEST_FILE
     path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
+
+
+HISTORY_FILE = "history.json"
+REPORT_DIR = "report"
+
+
+class EpochLoss(_Strict):
+    epoch: Annotated[int, Field(ge=1)]
+    train_loss: float
+    validation_loss: float | None = None
+
+
+class TrainingHistory(_Strict):
+    """`history.json` beside the manifest: the loss per epoch of each training stage, in the order
+    they ran (audio: 'stage1', 'stage2'; sensor models: 'teacher', 'student' or the model's name),
+    and the epoch whose weights were kept."""
+
+    stages: dict[str, list[EpochLoss]]
+    best_epoch: dict[str, int] = Field(default_factory=dict)
+
+
+def write_history(bundle_dir: Path, history: TrainingHistory) -> Path:
+    path = Path(bundle_dir) / HISTORY_FILE
+    path.write_text(history.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_history(bundle_dir: Path) -> TrainingHistory | None:
+    """The bundle's training history, or None for bundles written before it was kept."""
+    path = Path(bundle_dir) / HISTORY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return TrainingHistory.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ManifestError(f"{HISTORY_FILE} is invalid: {exc.error_count()} problem(s)") from exc

@@ -1,4 +1,5 @@
-"""A threshold that turns scores into verdicts, kept apart from the scorer, which never sees it."""
+"""A threshold that turns scores into verdicts, kept apart from the scorer, which never sees it.
+A score that is not a finite number gets no verdict: it is an error, never 'normal'."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+class NonFiniteError(ValueError):
+    """Features or scores that are not finite numbers (input too loud or too large to score):
+    there is no verdict to give."""
+
+
+def require_finite(values: ArrayLike, what: str) -> None:
+    """Raise NonFiniteError, naming `what`, unless every value is finite."""
+    array = np.asarray(values)
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise NonFiniteError(
+            f"{bad} of the {array.size} {what} are not finite numbers (the input is too large "
+            "to score); no verdict can be given"
+        )
 
 
 @dataclass(frozen=True)
@@ -24,9 +42,16 @@ class Decision:
 
     def __call__(self, score: float | np.floating[Any]) -> Verdict:
         """The verdict on one score: an anomaly iff it lies above the threshold."""
+        require_finite(score, "scores")
         return Verdict(anomaly=bool(score > self.threshold), ratio=float(score / self.threshold))
 
-    def anomalies(self, scores: np.ndarray) -> np.ndarray:
+    def anomalies(self, scores: ArrayLike) -> NDArray[np.bool_]:
         """Boolean array, True where a score lies above the threshold."""
-        flags: np.ndarray = np.asarray(scores) > self.threshold
+        require_finite(scores, "scores")
+        flags: NDArray[np.bool_] = np.asarray(scores) > self.threshold
         return flags
+
+    def ratios(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """score / threshold for each score."""
+        require_finite(scores, "scores")
+        return np.asarray(scores, dtype=np.float64) / self.threshold

@@ -101,7 +101,10 @@ class WindowsScorer:
     def score(self, samples: ArrayLike) -> StepScores:
         """Per-step scores of a whole series: windows `stride` apart (the last one aligned to
         the end), each step the mean over the windows that cover it."""
-        values = self.standardise(samples)
+        return self.score_standardised(self.standardise(samples))
+
+    def score_standardised(self, values: NDArray[np.float32]) -> StepScores:
+        """`score` of a series `standardise` has already checked and standardised."""
         n_steps, window = values.shape[0], self.manifest.window
         if n_steps < window:
             raise SeriesTooShortError(
@@ -117,17 +120,18 @@ class WindowsScorer:
 
 
 class WindowsStreamScorer:
-    """Scores a series pushed piece by piece. Windows start every `stride` steps from the
-    stream's first step; a step's score is final, and returned, once no later window can cover
-    it. Without the batch scorer's extra end-aligned window, a stream's scores equal a whole
-    series' scores everywhere except its last `window` steps."""
+    """Scores a series pushed piece by piece, with the scores `WindowsScorer.score` gives the
+    whole series. Windows start every `stride` steps from the stream's first step; `finish` adds
+    the batch scorer's end-aligned window. A step's score is final, and returned, once no later
+    window can cover it: neither a later stride window nor the end-aligned one, which starts at
+    least `window` steps before the end."""
 
     def __init__(self, scorer: WindowsScorer) -> None:
         self.scorer = scorer
         n_channels = len(scorer.channel_names)
         self._buffer = np.empty((0, n_channels), dtype=np.float32)
         self._buffer_start = 0  # stream step of the buffer's first row
-        self._next_start = 0  # stream step where the next window starts
+        self._next_start = 0  # stream step where the next stride window starts
         self._pending_start = 0  # first step not returned yet
         self._sums = np.empty(0)
         self._error_sums = np.empty((0, n_channels))
@@ -138,31 +142,43 @@ class WindowsStreamScorer:
         return self._buffer_start + self._buffer.shape[0]
 
     def push(self, samples: ArrayLike) -> StepScores:
-        """Add readings [steps, channels]; return the steps whose scores became final."""
-        values = self.scorer.standardise(samples)
+        """Add raw readings [steps, channels]; return the steps whose scores became final."""
+        return self.push_standardised(self.scorer.standardise(samples))
+
+    def push_standardised(self, values: NDArray[np.float32]) -> StepScores:
+        """`push` of readings `WindowsScorer.standardise` has already checked and standardised."""
         self._buffer = np.concatenate([self._buffer, values])
         manifest = self.scorer.manifest
         window, stride = manifest.window, manifest.stride
         last_start = self.steps_received - window
         if last_start >= self._next_start:
             starts = np.arange(self._next_start, last_start + 1, stride, dtype=np.int64)
-            local = starts - self._buffer_start
-            scores, errors = self.scorer.score_windows(sliding_windows(self._buffer, local, window))
-            self._accumulate(starts, scores, errors)
+            self._score(starts)
             self._next_start = int(starts[-1]) + stride
-        # No future window starts before _next_start, so every earlier step is final.
-        ready = self._take(self._next_start)
-        keep_from = self._next_start - self._buffer_start
-        self._buffer = self._buffer[keep_from:]
-        self._buffer_start = self._next_start
+        # No later stride window starts before _next_start, and the end-aligned window starts
+        # at steps_received - window or later.
+        ready = self._take(min(self._next_start, self.steps_received - window))
+        # Keep what later windows, the end-aligned one included, may still need.
+        keep_from = min(self._next_start, max(self.steps_received - window, 0))
+        self._buffer = self._buffer[keep_from - self._buffer_start :]
+        self._buffer_start = keep_from
         return ready
 
     def finish(self) -> StepScores:
-        """The end of the stream: the steps covered by at least one window and not returned yet
-        (their mean over the windows that did cover them). Steps after the last window stay
-        unscored."""
-        covered = self._pending_start + int(np.count_nonzero(self._counts))
-        return self._take(covered)
+        """The end of the stream: every step not returned yet, the last ones with the batch
+        scorer's end-aligned window. A stream shorter than one window has no scores."""
+        window = self.scorer.manifest.window
+        end_start = self.steps_received - window
+        last_stride_start = self._next_start - self.scorer.manifest.stride
+        if end_start >= 0 and end_start != last_stride_start:
+            self._score(np.array([end_start], dtype=np.int64))
+        return self._take(self.steps_received if end_start >= 0 else self._pending_start)
+
+    def _score(self, starts: NDArray[np.int64]) -> None:
+        window = self.scorer.manifest.window
+        local = starts - self._buffer_start
+        scores, errors = self.scorer.score_windows(sliding_windows(self._buffer, local, window))
+        self._accumulate(starts, scores, errors)
 
     def _accumulate(
         self, starts: NDArray[np.int64], scores: NDArray[np.float32], errors: NDArray[np.float32]

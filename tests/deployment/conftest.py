@@ -24,7 +24,7 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPr
     command = [
         sys.executable, "-m", "service.cli", "serve",
         "--models", str(models), "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning",
+        "--log-level", "warning", "--workers", "1",
     ]  # fmt: skip
     environment = {
         "AUSCULT_STATIONS": ",".join(STATIONS),

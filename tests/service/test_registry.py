@@ -6,6 +6,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import Metrics
@@ -142,3 +143,20 @@ def test_an_unreadable_models_folder_keeps_the_loaded_models(tmp_path: Path) -> 
     assert registry.get("fan") is not None
     assert registry.folder_error is not None
     assert "cannot read the models folder" in registry.folder_error
+
+
+def test_refusals_name_the_bundle_folder_not_where_the_models_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = tmp_path / "models"
+    write_broken_bundle(models / "fan-2", "model_not_onnx", name="fan", version="2")
+    write_broken_bundle(models / "pump", "model_missing", name="pump")
+    write_broken_bundle(models / "press", "manifest_not_json", name="press")
+    # A relative models folder too: the loader's messages may spell the path either way.
+    monkeypatch.chdir(tmp_path)
+    refusals = ModelRegistry(Path("models"), Metrics()).refresh().refused
+    assert sorted(r.path.name for r in refusals) == ["fan-2", "press", "pump"]
+    for refusal in refusals:
+        assert str(tmp_path) not in refusal.error
+        assert "models/" not in refusal.error
+        assert refusal.path.name in refusal.error

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from training.thresholds import fit_gamma, gamma_threshold, percentile_threshold
+from training.thresholds import (
+    false_alarm_quantile,
+    fit_gamma,
+    gamma_threshold,
+    percentile_threshold,
+    predicted_false_alarms,
+)
 
 
 @pytest.mark.parametrize(("shape", "scale"), [(2.0, 0.5), (9.0, 3.0), (0.8, 12.0)])
@@ -77,3 +83,43 @@ def test_percentile_threshold() -> None:
         percentile_threshold(values, 100.0)
     with pytest.raises(ValueError, match="no scores"):
         percentile_threshold([], 50.0)
+
+
+def test_false_alarm_quantile_is_the_split_conformal_order_statistic() -> None:
+    scores = np.arange(1.0, 200.0)  # 199 scores: ceil(200 x 0.99) = 198th smallest
+    assert false_alarm_quantile(scores, 0.01) == 198.0
+    assert false_alarm_quantile(scores[:99], 0.01) == 99.0  # 99 scores: the largest
+    assert false_alarm_quantile(scores[:98], 0.01) is None  # too few for a 1 % budget
+    assert false_alarm_quantile(np.arange(1.0, 10.0), 0.5) == 5.0  # ceil(10 x 0.5) = 5th
+    # Over many draws, a fresh score exceeds it about `rate` of the time, not more.
+    rng = np.random.default_rng(0)
+    draws = rng.gamma(2.0, 1.0, (4000, 100))
+    thresholds = np.array([false_alarm_quantile(d, 0.05) for d in draws])
+    fresh = rng.gamma(2.0, 1.0, 4000)
+    assert np.mean(fresh > thresholds) == pytest.approx(5 / 101, abs=0.01)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        false_alarm_quantile(scores, 0.0)
+
+
+def test_predicted_false_alarms_counts_scores_and_takes_recordings_as_the_sample() -> None:
+    # 4 recordings of 25 scores each; 10 of the 100 scores lie above the threshold.
+    scores = np.r_[np.full(90, 1.0), np.full(10, 3.0)]
+    recordings = np.repeat(np.arange(4), 25)
+    predicted = predicted_false_alarms(scores, recordings, 2.0, "clip")
+    assert predicted.rate == pytest.approx(10 / 100)  # per score, not per recording
+    # Clopper-Pearson on the 4 recordings: 0.1 x 4 = 0.4 rounds down to 0 and up to 1.
+    assert predicted.low == 0.0
+    assert predicted.high == pytest.approx(stats.beta.ppf(0.975, 2, 3))
+    assert predicted.per == "clip"
+    assert "4 recordings as the effective sample size" in predicted.method
+
+    # The same share over 40 recordings gives a narrower interval around it.
+    many = predicted_false_alarms(scores, np.arange(100) % 40, 2.0, "clip")
+    assert many.rate == predicted.rate
+    assert many.low == pytest.approx(stats.beta.ppf(0.025, 4, 37))
+    assert many.high == pytest.approx(stats.beta.ppf(0.975, 5, 36))
+    assert predicted.low <= many.low < many.high < predicted.high
+
+    nothing = predicted_false_alarms(scores, recordings, 5.0, "block")
+    assert (nothing.rate, nothing.low) == (0.0, 0.0)
+    assert nothing.high == pytest.approx(1 - 0.025 ** (1 / 4))

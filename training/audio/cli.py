@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from service.bundle.loader import BundleError, load_bundle
-from service.bundle.manifest import AudioManifest
+from service.bundle.manifest import REPORT_DIR, AudioManifest
 from training.audio.backbones import BACKBONES
-from training.audio.datasets import Dataset, Recording, open_dataset
+from training.audio.datasets import open_dataset
 from training.audio.evaluation import evaluate_scores, format_report, score_recordings
 from training.audio.losses import CONTRASTIVE_LOSSES
 from training.audio.pipeline import (
+    HELD_OUT_RECORDINGS,
     AudioTrainingConfig,
     AudioTrainingResult,
     train_audio_bundle,
 )
-from training.audio.splits import SplitFractions, read_seen_recordings
+from training.audio.splits import SplitFractions, unseen_recordings
 from training.audio.stages import FitSettings
+from training.report.writer import write_report
 
 DATA_HELP = (
     "a DCASE 2020 Task 2 machine-type folder (train/ and/or test/ with "
@@ -68,10 +71,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a weakly supervised autoencoder bundle from labelled machine sounds",
         description=(
             "Split the recordings by recording (training, validation for early stopping, "
-            "held-out normal ones for the thresholds, test), train the autoencoder on normal "
-            "blocks (stage 1), fit a Gamma to its training scores to get the margin a, push the "
-            "labelled anomalies above a (stage 2), export model.onnx with manifest.json and "
-            "split.json, and evaluate the bundle on the test recordings."
+            "test), train the autoencoder on normal blocks (stage 1), fit a Gamma to its "
+            "training scores to get the margin a, push the labelled anomalies above a (stage 2), "
+            "export model.onnx with manifest.json, split.json and history.json, fit the served "
+            "thresholds on normal scores the model never trained on (out-of-fold by recording, "
+            "or held-out recordings when there are enough), print the false-alarm rate each "
+            "operating point predicts, and evaluate the bundle on the test recordings."
         ),
         formatter_class=_HelpWithDefaults,
     )
@@ -101,6 +106,30 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="R",
         help="Gamma CDF value of the served clip and block thresholds (default: --r)",
+    )
+    parser.add_argument(
+        "--false-alarm-rate",
+        type=_quantile,
+        default=0.01,
+        metavar="RATE",
+        help="share of normal clips the 'false_alarm_rate' operating point (the bundle's "
+        "default) may flag; the 'gamma' point at --r is stored beside it",
+    )
+    parser.add_argument(
+        "--threshold-fit",
+        choices=("auto", "out_of_fold", "held_out"),
+        default="auto",
+        help="where the normal scores behind the thresholds come from: out_of_fold (every "
+        "normal training recording scored by a model trained without it, k folds by recording), "
+        f"held_out (the --threshold-fraction recordings), auto (held_out from "
+        f"{HELD_OUT_RECORDINGS} threshold recordings, else out_of_fold)",
+    )
+    parser.add_argument(
+        "--min-threshold-recordings",
+        type=int,
+        default=10,
+        metavar="N",
+        help="warn when the thresholds rest on fewer normal recordings than this",
     )
     parser.add_argument(
         "--machine-type",
@@ -188,6 +217,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="torch threads; 1 is reproducible bit for bit and fastest on a shared machine",
     )
     parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write the HTML report (BUNDLE/report/index.html, `auscult report`)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace a bundle already in --out"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -211,6 +245,9 @@ def _training_config(args: argparse.Namespace) -> AudioTrainingConfig:
         labeled_anomalies=args.labeled_anomalies,
         r=args.r,
         decision_r=args.decision_r,
+        false_alarm_rate=args.false_alarm_rate,
+        threshold_fit=args.threshold_fit,
+        min_threshold_recordings=args.min_threshold_recordings,
         machine_type=args.machine_type,
         clip_seconds=args.clip_seconds,
         backbone=args.backbone,
@@ -249,12 +286,31 @@ def _print_training(result: AudioTrainingResult) -> None:
             f"stage 2 ({manifest.training.stage2_loss}): best epoch {result.stage2.best_epoch} "
             f"of {result.stage2.epochs}"
         )
-    print(
-        f"thresholds at r = {manifest.clip_decision.r}: clip "
-        f"{manifest.clip_decision.threshold:.6g}, block {manifest.block_decision.threshold:.6g}"
-    )
-    print("held-out test recordings:")
+    print(f"thresholds from {result.threshold_scores.describe()}:")
+    for point in manifest.operating_points:
+        default = " (default)" if point.name == manifest.default_operating_point else ""
+        target = f"r = {point.target:g}" if point.rule == "gamma" else f"{point.target:g} per clip"
+        print(
+            f"  {point.name}{default}, {target}: clip {point.thresholds['clip']:.6g}, "
+            f"block {point.thresholds['block']:.6g}"
+        )
+        for unit in ("clip", "block"):
+            p = point.predicted[unit]
+            print(
+                f"    predicted false-alarm rate per {unit}: {p.rate:.4f} "
+                f"({p.confidence:.0%} interval {p.low:.4f} to {p.high:.4f}, "
+                f"{point.fit.recordings} recordings)"
+            )
+    print(f"held-out test recordings, at operating point {manifest.default_operating_point}:")
     print(format_report(result.evaluation))
+    for name, report in result.point_evaluations.items():
+        if name != manifest.default_operating_point and report.false_alarm_rate is not None:
+            print(
+                f"  at operating point {name}: false-alarm rate {report.false_alarm_rate:.4f}, "
+                f"recall {report.recall if report.recall is not None else float('nan'):.4f}"
+            )
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"bundle written to {result.bundle_dir} in {result.seconds:.1f} s")
 
 
@@ -264,6 +320,16 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # DatasetError, and settings the config refuses
         return _fail(str(exc))
     _print_training(result)
+    if args.no_report:
+        # A report left from an earlier training of this folder would describe another model.
+        shutil.rmtree(result.bundle_dir / REPORT_DIR, ignore_errors=True)
+    else:
+        # Training always evaluates on the recordings it held out, so the page shows them too.
+        try:
+            page = write_report(result.bundle_dir, args.data)
+        except (BundleError, ValueError) as exc:  # DatasetError, unreadable audio
+            return _fail(f"the bundle is written but its report is not: {exc}")
+        print(f"report: {page}")
     return 0
 
 
@@ -300,6 +366,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="clip length (default: the one the bundle was trained with)",
     )
     parser.add_argument(
+        "--operating-point",
+        default=None,
+        metavar="NAME",
+        help="judge clips at this operating point's clip threshold (a name or rule the bundle "
+        "holds, e.g. gamma or false_alarm_rate; default: the bundle's default)",
+    )
+    parser.add_argument(
         "--include-seen",
         action="store_true",
         help="also score recordings the bundle used for training, validation or thresholds",
@@ -313,32 +386,6 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _unseen(dataset: Dataset, bundle_dir: Path, include_seen: bool) -> tuple[list[Recording], str]:
-    """The recordings to score, and a line saying which were left out and why."""
-    recordings = list(dataset.recordings)
-    if include_seen:
-        return recordings, "scoring all recordings (--include-seen), also those the bundle saw"
-    seen = read_seen_recordings(bundle_dir)
-    if seen is None:
-        return recordings, "the bundle has no split.json: scoring all recordings"
-    # A folder layout's machine name is only its folder's name, so a renamed copy of the
-    # training data must still lose the recordings the bundle saw.
-    same_data = seen.layout == dataset.layout and (
-        dataset.layout == "folders" or seen.machine_type == dataset.machine_type
-    )
-    if not same_data:
-        return recordings, (
-            f"the bundle was trained on {seen.machine_type} ({seen.layout} layout), not on "
-            "this data: scoring all recordings"
-        )
-    unseen = [r for r in recordings if r.recording_id not in seen.recording_ids]
-    return unseen, (
-        f"scoring only the {len(unseen)} recordings the bundle never saw; "
-        f"{len(recordings) - len(unseen)} that split.json lists as used for training, "
-        "validation or thresholds are left out (--include-seen scores them too)"
-    )
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
@@ -348,7 +395,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         dataset = open_dataset(
             args.data, args.machine_type, preferred_machine_type=manifest.machine_type
         )
-        recordings, note = _unseen(dataset, args.bundle, args.include_seen)
+        recordings, note = unseen_recordings(dataset, args.bundle, args.include_seen)
         if not recordings:
             return _fail(f"{dataset.root} has no recordings the bundle did not see")
         report = evaluate_scores(
@@ -356,7 +403,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 bundle, recordings, args.clip_seconds or manifest.training.clip_seconds
             ),
             dataset.layout,
-            manifest.clip_decision.threshold,
+            manifest.thresholds(args.operating_point)[0],
         )
     except (BundleError, ValueError) as exc:  # ValueError: DatasetError, unreadable audio
         return _fail(str(exc))
@@ -365,5 +412,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(note)
     print(format_report(report))
     if args.json:
-        print(json.dumps(report.as_json()))
+        figures = report.as_json()
+        figures["operating_point"] = args.operating_point or manifest.default_operating_point
+        print(json.dumps(figures))
     return 0

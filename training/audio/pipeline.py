@@ -1,5 +1,6 @@
 """From a folder of labelled recordings to a served bundle: split by recording, stage 1, the Gamma
-margin, stage 2, ONNX export, thresholds refitted on held-out normal data, evaluation."""
+margin, stage 2, ONNX export, thresholds fitted on normal scores the model never trained on
+(out-of-fold by recording, or held-out recordings when there are enough), evaluation."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -18,31 +20,51 @@ import torch
 
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import (
+    HISTORY_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
     AudioManifest,
-    GammaThreshold,
+    EpochLoss,
     LogMelSettings,
     TrainingData,
+    TrainingHistory,
+    write_history,
     write_manifest,
 )
 from service.features.logmel import LogMelExtractor
+from training.audio.advice import training_warnings
 from training.audio.backbones import Backbone, backbone_recipe
 from training.audio.blocks import BlockSet, recording_blocks
-from training.audio.datasets import Dataset, DatasetError, open_dataset
+from training.audio.datasets import Dataset, DatasetError, Recording, open_dataset
 from training.audio.evaluation import EvaluationReport, evaluate_scores, score_recordings
 from training.audio.export import export_onnx
+from training.audio.folds import out_of_fold_scores
 from training.audio.losses import ContrastiveLoss
 from training.audio.model import BlockScorer
+from training.audio.operating_points import (
+    FittedThresholds,
+    ThresholdMethod,
+    ThresholdScores,
+    fit_thresholds,
+)
 from training.audio.splits import SPLIT_FILE, RecordingSplit, SplitFractions, split_recordings
 from training.audio.splits import write_split as write_split_file
-from training.audio.stages import FitReport, FitSettings, block_scores, train_stage1, train_stage2
-from training.thresholds import gamma_threshold
+from training.audio.stages import (
+    FitReport,
+    FitSettings,
+    TrainedModel,
+    TrainingBlocks,
+    train_two_stages,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Training blocks are held in memory: about 1 GiB of float32 at most, whatever the data size.
 TRAIN_BLOCK_BYTES = 1 << 30
-BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, SPLIT_FILE)
+BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, SPLIT_FILE, HISTORY_FILE)
+# A held-out threshold side this large gives thresholds as sure as out-of-fold scores would,
+# without the k extra trainings; smaller ones are folded into training (out-of-fold scores).
+HELD_OUT_RECORDINGS = 20
+ThresholdFitChoice = Literal["auto", "out_of_fold", "held_out"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,13 @@ class AudioTrainingConfig:
     r: float = 0.99
     # r of the served decisions; None uses `r`.
     decision_r: float | None = None
+    # The clip false-alarm rate the 'false_alarm_rate' operating point is set for.
+    false_alarm_rate: float = 0.01
+    # 'auto': held-out recordings when the threshold side has HELD_OUT_RECORDINGS, else
+    # out-of-fold scores of every normal training recording.
+    threshold_fit: ThresholdFitChoice = "auto"
+    # Below this many normal recordings behind the thresholds, training warns.
+    min_threshold_recordings: int = 10
     machine_type: str | None = None
     clip_seconds: float | None = None
     backbone: Backbone = "block"
@@ -83,7 +112,12 @@ class AudioTrainingResult:
     split: RecordingSplit
     stage1: FitReport
     stage2: FitReport | None
+    # At the bundle's default operating point; `point_evaluations` holds every point's.
     evaluation: EvaluationReport
+    point_evaluations: dict[str, EvaluationReport]
+    threshold_scores: ThresholdScores
+    # Plain-words warnings about data too few for the thresholds, or a weak threshold.
+    warnings: tuple[str, ...]
     seconds: float
 
 
@@ -122,19 +156,20 @@ def _onnx_scores(model_path: Path, blocks: np.ndarray) -> np.ndarray:
     return np.concatenate(scores).astype(np.float64)
 
 
-def _decisions(
-    model_path: Path, threshold_blocks: BlockSet, r: float, n_recordings: int
-) -> tuple[GammaThreshold, GammaThreshold]:
-    """Clip and block Gamma thresholds of the final model on held-out normal recordings."""
+def _held_out_scores(
+    model_path: Path, threshold_blocks: BlockSet, recordings: tuple[Recording, ...]
+) -> ThresholdScores:
+    """Clip and block scores of the final model, as exported, on held-out normal recordings."""
     scores = _onnx_scores(model_path, threshold_blocks.blocks)
-    where = f"{n_recordings} held-out normal recordings, final model"
-    clip = gamma_threshold(
-        threshold_blocks.clip_means(scores),
-        r,
-        f"clip scores of {threshold_blocks.n_clips} clips of {where}",
+    return ThresholdScores(
+        method="held_out",
+        folds=None,
+        recording_ids=tuple(r.recording_id for r in recordings),
+        clip=threshold_blocks.clip_means(scores),
+        clip_recording=threshold_blocks.recording_of_clip,
+        block=scores,
+        block_recording=threshold_blocks.recording_of_block,
     )
-    block = gamma_threshold(scores, r, f"scores of {scores.size} blocks of {where}")
-    return clip, block
 
 
 @dataclass(frozen=True)
@@ -151,6 +186,7 @@ def _read_blocks(
     split: RecordingSplit,
     extractor: LogMelExtractor,
     train_hop: int,
+    method: ThresholdMethod,
 ) -> _SideBlocks:
     """Every side's blocks, read before training so that data which cannot give a bundle
     fails fast; training sides are cut every train_hop frames, the others as served."""
@@ -167,11 +203,16 @@ def _read_blocks(
         train_anomalous=blocks_of("train", True, train_hop),
         validation_anomalous=blocks_of("validation", True),
     )
-    _check_sides(extractor, blocks, config.labeled_anomalies)
+    _check_sides(extractor, blocks, config.labeled_anomalies, method)
     return blocks
 
 
-def _check_sides(extractor: LogMelExtractor, blocks: _SideBlocks, labeled_anomalies: int) -> None:
+def _check_sides(
+    extractor: LogMelExtractor,
+    blocks: _SideBlocks,
+    labeled_anomalies: int,
+    method: ThresholdMethod,
+) -> None:
     shortest = extractor.min_samples / extractor.settings.sample_rate
     for side, found in (
         ("training", blocks.train_normal),
@@ -182,11 +223,12 @@ def _check_sides(extractor: LogMelExtractor, blocks: _SideBlocks, labeled_anomal
                 f"the {side} normal recordings give no clip long enough for one block "
                 f"({shortest:.2f} s)"
             )
-    if blocks.threshold_normal.n_clips < 2:
+    if method == "held_out" and blocks.threshold_normal.n_clips < 2:
         raise DatasetError(
             "the held-out normal recordings for the thresholds give "
             f"{blocks.threshold_normal.n_clips} clip(s); a Gamma fit needs at least 2: cut the "
-            "recordings into clips with --clip-seconds or raise --threshold-fraction"
+            "recordings into clips with --clip-seconds, raise --threshold-fraction or fit the "
+            "thresholds out of fold (--threshold-fit out_of_fold)"
         )
     if labeled_anomalies > 0 and len(blocks.train_anomalous.blocks) == 0:
         raise DatasetError(
@@ -195,45 +237,105 @@ def _check_sides(extractor: LogMelExtractor, blocks: _SideBlocks, labeled_anomal
         )
 
 
-@dataclass(frozen=True)
-class _Trained:
-    scorer: BlockScorer
-    stage1: FitReport
-    margin: GammaThreshold
-    stage2: FitReport | None
-
-
-def _train(config: AudioTrainingConfig, blocks: _SideBlocks, features: LogMelSettings) -> _Trained:
+def _train(
+    config: AudioTrainingConfig,
+    blocks: _SideBlocks,
+    features: LogMelSettings,
+    train_normal: np.ndarray | None = None,
+    seed: int | None = None,
+    stage1: FitSettings | None = None,
+    stage2: FitSettings | None = None,
+) -> TrainedModel:
     """Stage 1, the Gamma margin a on its training scores, then stage 2 when anomalies are
-    labelled."""
+    labelled. The overrides train a fold model: other normal blocks, seed and epochs."""
     if config.threads < 1:
         raise ValueError(f"threads must be at least 1, got {config.threads}")
     torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    scorer = BlockScorer(features.n_mels, features.frames_per_block)
-    scorer.set_standardisation(blocks.train_normal.blocks)
-    normal = blocks.train_normal.blocks
-    stage1 = train_stage1(scorer, normal, blocks.validation_normal.blocks, config.stage1, generator)
-    margin = gamma_threshold(
-        block_scores(scorer, normal),
+    return train_two_stages(
+        TrainingBlocks(
+            train_normal=blocks.train_normal.blocks if train_normal is None else train_normal,
+            validation_normal=blocks.validation_normal.blocks,
+            train_anomalous=blocks.train_anomalous.blocks,
+            validation_anomalous=blocks.validation_anomalous.blocks,
+        ),
+        features.n_mels,
+        features.frames_per_block,
         config.r,
-        f"stage-1 scores of {len(normal)} training normal blocks",
+        config.loss,
+        stage1 or config.stage1,
+        (stage2 or config.stage2) if config.labeled_anomalies > 0 else None,
+        config.seed if seed is None else seed,
     )
-    stage2 = None
-    if config.labeled_anomalies > 0:
-        stage2 = train_stage2(
-            scorer,
-            normal,
-            blocks.train_anomalous.blocks,
-            blocks.validation_normal.blocks,
-            blocks.validation_anomalous.blocks,
-            margin.threshold,
-            config.loss,
-            config.stage2,
-            generator,
+
+
+def _capped(settings: FitSettings, report: FitReport | None) -> FitSettings:
+    """A fold model trains no longer than the final model's kept epoch: the same training, without
+    the patience epochs that early stopping spends after it."""
+    if report is None:
+        return settings
+    return replace(settings, max_epochs=max(1, report.best_epoch), quiet=True)
+
+
+def _served_blocks(
+    train_normal: BlockSet,
+    recordings: tuple[Recording, ...],
+    extractor: LogMelExtractor,
+    clip_seconds: float | None,
+) -> BlockSet:
+    """The training normal recordings' blocks at the served hop: every n-th training block when
+    the hops allow it, otherwise read again."""
+    served_hop = extractor.settings.block_hop_frames
+    if served_hop % train_normal.hop_frames == 0:
+        return train_normal.every(served_hop // train_normal.hop_frames)
+    return recording_blocks(recordings, extractor, clip_seconds)
+
+
+def _threshold_scores(
+    config: AudioTrainingConfig,
+    split: RecordingSplit,
+    blocks: _SideBlocks,
+    features: LogMelSettings,
+    extractor: LogMelExtractor,
+    final: TrainedModel,
+    method: ThresholdMethod,
+    model_path: Path,
+) -> ThresholdScores:
+    if method == "held_out":
+        return _held_out_scores(
+            model_path, blocks.threshold_normal, tuple(r for r in split.threshold)
         )
-    return _Trained(scorer, stage1, margin, stage2)
+    normal = tuple(r for r in split.train if not r.is_anomaly)
+    stage1 = _capped(config.stage1, final.stage1)
+    stage2 = _capped(config.stage2, final.stage2)
+
+    def train_fold(train_normal: np.ndarray, fold: int) -> BlockScorer:
+        seed = config.seed * 1009 + fold + 1
+        return _train(config, blocks, features, train_normal, seed, stage1, stage2).scorer
+
+    return out_of_fold_scores(
+        blocks.train_normal,
+        _served_blocks(blocks.train_normal, normal, extractor, config.clip_seconds),
+        tuple(r.recording_id for r in normal),
+        train_fold,
+    )
+
+
+def _history(trained: TrainedModel) -> TrainingHistory:
+    stages = {"stage1": trained.stage1}
+    if trained.stage2 is not None:
+        stages["stage2"] = trained.stage2
+    return TrainingHistory(
+        stages={
+            name: [
+                EpochLoss(epoch=i + 1, train_loss=train, validation_loss=validation)
+                for i, (train, validation) in enumerate(
+                    zip(report.train_losses, report.validation_losses, strict=True)
+                )
+            ]
+            for name, report in stages.items()
+        },
+        best_epoch={name: report.best_epoch for name, report in stages.items()},
+    )
 
 
 def _manifest(
@@ -241,9 +343,9 @@ def _manifest(
     dataset: Dataset,
     split: RecordingSplit,
     blocks: _SideBlocks,
-    trained: _Trained,
+    trained: TrainedModel,
     features: LogMelSettings,
-    decisions: tuple[GammaThreshold, GammaThreshold],
+    fitted: FittedThresholds,
 ) -> AudioManifest:
     labelled = [r for r in split.seen if r.is_anomaly]
     stage2 = trained.stage2
@@ -274,8 +376,10 @@ def _manifest(
         backbone=config.backbone,
         features=features,
         training_margin=trained.margin,
-        clip_decision=decisions[0],
-        block_decision=decisions[1],
+        clip_decision=fitted.clip_decision,
+        block_decision=fitted.block_decision,
+        operating_points=list(fitted.points),
+        default_operating_point=fitted.default_point,
     )
 
 
@@ -283,8 +387,54 @@ def _publish(partial: Path, out: Path) -> None:
     """Move the finished bundle into --out, the manifest last, so that a registry watching the
     folder never sees a manifest without its model."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in (SPLIT_FILE, MODEL_FILE, MANIFEST_FILE):
+    for name in (SPLIT_FILE, HISTORY_FILE, MODEL_FILE, MANIFEST_FILE):
         os.replace(partial / name, out / name)
+
+
+def _threshold_method(config: AudioTrainingConfig, split: RecordingSplit) -> ThresholdMethod:
+    if config.threshold_fit != "auto":
+        return config.threshold_fit
+    return "held_out" if len(split.threshold) >= HELD_OUT_RECORDINGS else "out_of_fold"
+
+
+def _evaluate(
+    partial: Path,
+    manifest: AudioManifest,
+    split: RecordingSplit,
+    dataset: Dataset,
+    clip_seconds: float | None,
+) -> dict[str, EvaluationReport]:
+    """The test recordings scored once through the exported bundle, judged at every operating
+    point's clip threshold."""
+    scored = score_recordings(load_bundle(partial), split.test, clip_seconds)
+    return {
+        point.name: evaluate_scores(scored, dataset.layout, point.thresholds["clip"])
+        for point in manifest.operating_points
+    }
+
+
+def _with_evaluation(
+    manifest: AudioManifest,
+    reports: dict[str, EvaluationReport],
+    split: RecordingSplit,
+    dataset: Dataset,
+) -> AudioManifest:
+    default = manifest.default_operating_point or next(iter(reports))
+    n_test_normal = sum(not r.is_anomaly for r in split.test)
+    evaluation = reports[default].as_manifest(
+        f"held-out test recordings of {dataset.machine_type} ({n_test_normal} "
+        f"normal, {len(split.test) - n_test_normal} anomalous), never used for "
+        f"training, early stopping or thresholds; verdicts at operating point {default!r}"
+    )
+    extra = dict(evaluation.extra)
+    for name, report in reports.items():
+        for figure in ("false_alarm_rate", "recall", "precision"):
+            value = getattr(report, figure)
+            if value is not None:
+                extra[f"{figure}[{name}]"] = value
+    return manifest.model_copy(
+        update={"evaluation": evaluation.model_copy(update={"extra": extra})}
+    )
 
 
 def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
@@ -292,14 +442,21 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
     `config.seed`. The bundle is built in a hidden folder beside --out and moved in at the end."""
     started = time.perf_counter()
     _bundle_name(config)  # refuse a bad name before any work
+    if not 0.0 < config.false_alarm_rate < 1.0:
+        raise ValueError(
+            f"the false-alarm rate must lie between 0 and 1, got {config.false_alarm_rate}"
+        )
     out = Path(config.out)
     _check_out(out, config.overwrite)
     dataset = open_dataset(config.data, config.machine_type)
     split = split_recordings(dataset, config.labeled_anomalies, config.fractions, config.seed)
+    method = _threshold_method(config, split)
+    if method == "out_of_fold":
+        split = split.without_threshold_side()
     recipe = backbone_recipe(config.backbone, config.sample_rate)
     extractor = LogMelExtractor(recipe.features)
     blocks = _read_blocks(
-        config, split, extractor, config.train_hop_frames or recipe.train_hop_frames
+        config, split, extractor, config.train_hop_frames or recipe.train_hop_frames, method
     )
     trained = _train(config, blocks, recipe.features)
 
@@ -307,34 +464,25 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         model_path = export_onnx(trained.scorer, partial / MODEL_FILE)
-        decisions = _decisions(
-            model_path,
-            blocks.threshold_normal,
-            config.decision_r if config.decision_r is not None else config.r,
-            sum(not r.is_anomaly for r in split.threshold),
+        scores = _threshold_scores(
+            config, split, blocks, recipe.features, extractor, trained, method, model_path
         )
-        manifest = _manifest(config, dataset, split, blocks, trained, recipe.features, decisions)
+        fitted = fit_thresholds(
+            scores,
+            config.decision_r if config.decision_r is not None else config.r,
+            config.false_alarm_rate,
+        )
+        manifest = _manifest(config, dataset, split, blocks, trained, recipe.features, fitted)
         write_manifest(partial, manifest)
         write_split_file(partial, split, dataset, config.seed)
-        report = evaluate_scores(
-            score_recordings(load_bundle(partial), split.test, config.clip_seconds),
-            dataset.layout,
-            manifest.clip_decision.threshold,
-        )
-        n_test_normal = sum(not r.is_anomaly for r in split.test)
-        manifest = manifest.model_copy(
-            update={
-                "evaluation": report.as_manifest(
-                    f"held-out test recordings of {dataset.machine_type} ({n_test_normal} "
-                    f"normal, {len(split.test) - n_test_normal} anomalous), never used for "
-                    "training, early stopping or thresholds"
-                )
-            }
-        )
+        write_history(partial, _history(trained))
+        reports = _evaluate(partial, manifest, split, dataset, config.clip_seconds)
+        manifest = _with_evaluation(manifest, reports, split, dataset)
         write_manifest(partial, manifest)
         _publish(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    default = manifest.default_operating_point or fitted.default_point
     return AudioTrainingResult(
         bundle_dir=out,
         manifest=manifest,
@@ -342,6 +490,11 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
         split=split,
         stage1=trained.stage1,
         stage2=trained.stage2,
-        evaluation=report,
+        evaluation=reports[default],
+        point_evaluations=reports,
+        threshold_scores=scores,
+        warnings=training_warnings(
+            manifest, scores, reports[default], config.min_threshold_recordings
+        ),
         seconds=time.perf_counter() - started,
     )

@@ -55,6 +55,15 @@ class RecordingSplit:
             "test": self.test,
         }
 
+    def without_threshold_side(self) -> RecordingSplit:
+        """The split for out-of-fold thresholds: the threshold recordings train too."""
+        return RecordingSplit(
+            train=self.threshold + self.train,
+            validation=self.validation,
+            threshold=(),
+            test=self.test,
+        )
+
     @property
     def seen(self) -> tuple[Recording, ...]:
         """Every recording that shaped the bundle: weights, early stopping or thresholds."""
@@ -180,3 +189,33 @@ def read_seen_recordings(bundle_dir: Path) -> SeenRecordings | None:
         return SeenRecordings(document["machine_type"], document["layout"], ids)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{path} is not a readable split file: {exc}") from exc
+
+
+def unseen_recordings(
+    dataset: Dataset, bundle_dir: Path, include_seen: bool
+) -> tuple[list[Recording], str]:
+    """The recordings of `dataset` to score for `bundle_dir` (those its split.json does not list
+    as seen, when the bundle was trained on this data), and a line saying which were left out
+    and why."""
+    recordings = list(dataset.recordings)
+    if include_seen:
+        return recordings, "scoring all recordings (--include-seen), also those the bundle saw"
+    seen = read_seen_recordings(bundle_dir)
+    if seen is None:
+        return recordings, "the bundle has no split.json: scoring all recordings"
+    # A folder layout's machine name is only its folder's name, so a renamed copy of the
+    # training data must still lose the recordings the bundle saw.
+    same_data = seen.layout == dataset.layout and (
+        dataset.layout == "folders" or seen.machine_type == dataset.machine_type
+    )
+    if not same_data:
+        return recordings, (
+            f"the bundle was trained on {seen.machine_type} ({seen.layout} layout), not on "
+            "this data: scoring all recordings"
+        )
+    unseen = [r for r in recordings if r.recording_id not in seen.recording_ids]
+    return unseen, (
+        f"scoring only the {len(unseen)} recordings the bundle never saw; "
+        f"{len(recordings) - len(unseen)} that split.json lists as used for training, "
+        "validation or thresholds are left out (--include-seen scores them too)"
+    )

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from service.bundle.manifest import GammaThreshold
 from training.audio.losses import ContrastiveLoss, contrastive_loss
 from training.audio.model import BlockScorer
+from training.thresholds import gamma_threshold
 
 SCORING_BATCH = 4096
 
@@ -179,3 +181,58 @@ def train_stage2(
         return float(normal_part + anomaly_part) / 2
 
     return _fit(scorer, settings, "stage 2", run_epoch, validation_loss)
+
+
+@dataclass(frozen=True)
+class TrainingBlocks:
+    """What the two stages train and early-stop on."""
+
+    train_normal: np.ndarray
+    validation_normal: np.ndarray
+    train_anomalous: np.ndarray
+    validation_anomalous: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    scorer: BlockScorer
+    stage1: FitReport
+    margin: GammaThreshold
+    stage2: FitReport | None
+
+
+def train_two_stages(
+    blocks: TrainingBlocks,
+    n_mels: int,
+    frames_per_block: int,
+    r: float,
+    loss_kind: ContrastiveLoss,
+    stage1: FitSettings,
+    stage2: FitSettings | None,
+    seed: int,
+) -> TrainedModel:
+    """Stage 1, the margin a (Gamma at r on stage 1's scores of the training normal blocks), then
+    stage 2 when `stage2` is given and anomalous blocks are labelled."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    scorer = BlockScorer(n_mels, frames_per_block)
+    normal = blocks.train_normal
+    scorer.set_standardisation(normal)
+    report1 = train_stage1(scorer, normal, blocks.validation_normal, stage1, generator)
+    margin = gamma_threshold(
+        block_scores(scorer, normal), r, f"stage-1 scores of {len(normal)} training normal blocks"
+    )
+    report2 = None
+    if stage2 is not None and len(blocks.train_anomalous):
+        report2 = train_stage2(
+            scorer,
+            normal,
+            blocks.train_anomalous,
+            blocks.validation_normal,
+            blocks.validation_anomalous,
+            margin.threshold,
+            loss_kind,
+            stage2,
+            generator,
+        )
+    return TrainedModel(scorer, report1, margin, report2)

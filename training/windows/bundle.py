@@ -13,13 +13,17 @@ from torch import nn
 
 from service.bundle.manifest import (
     MODEL_FILE,
+    EpochLoss,
     Evaluation,
     TrainingData,
+    TrainingHistory,
     WindowsManifest,
+    write_history,
     write_manifest,
 )
 from training.windows.config import WindowsConfig
 from training.windows.evaluation import Thresholds
+from training.windows.fit import FitReport
 from training.windows.pipeline import Prepared, TrainedModel
 from training.windows.series import SensorData
 
@@ -57,6 +61,9 @@ def _settings(trained: TrainedModel, config: WindowsConfig) -> dict[str, str | i
         "learning_rate": config.fit.learning_rate,
         "train_seconds": round(trained.seconds + trained.teacher_seconds, 1),
     }
+    if trained.teacher_report is not None:
+        settings["teacher_epochs_run"] = trained.teacher_report.epochs_run
+        settings["teacher_best_epoch"] = trained.teacher_report.best_epoch
     if trained.kind in ("teacher", "student", "distilled_student"):
         size = config.teacher if trained.kind == "teacher" else config.student
         settings.update({f"transformer_{k}": v for k, v in dataclasses.asdict(size).items()})
@@ -74,6 +81,28 @@ def _settings(trained: TrainedModel, config: WindowsConfig) -> dict[str, str | i
         at = dataclasses.asdict(config.anomaly_transformer)
         settings.update({f"anomaly_transformer_{k}": v for k, v in at.items()})
     return settings
+
+
+def training_history(trained: TrainedModel) -> TrainingHistory:
+    """The loss per epoch of the model, after its teacher's where it was distilled from one."""
+    reports: dict[str, FitReport] = {}
+    if trained.teacher_report is not None:
+        reports["teacher"] = trained.teacher_report
+    reports["student" if trained.kind == "distilled_student" else trained.kind] = trained.report
+    return TrainingHistory(
+        stages={
+            stage: [
+                EpochLoss(
+                    epoch=int(row["epoch"]),
+                    train_loss=row["train"],
+                    validation_loss=row["validation"],
+                )
+                for row in report.history
+            ]
+            for stage, report in reports.items()
+        },
+        best_epoch={stage: report.best_epoch for stage, report in reports.items()},
+    )
 
 
 def write_bundle(
@@ -121,6 +150,10 @@ def write_bundle(
         data_format=data_format,
         data_subset=data_subset,
         model_settings=_settings(trained, config),
+        step_seconds=data.step_seconds,
+        operating_points=list(thresholds.points),
+        default_operating_point=thresholds.default_point if thresholds.points else None,
     )
     write_manifest(out_dir, manifest)
+    write_history(out_dir, training_history(trained))
     return manifest

@@ -3,70 +3,214 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from service.bundle.loader import BundleError
-from service.bundle.manifest import ManifestError, WindowsManifest, read_manifest, write_manifest
-from training.windows.bundle import write_bundle
-from training.windows.bundle_evaluation import as_evaluation, evaluate_bundle
+from service.bundle.manifest import (
+    HISTORY_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    REPORT_DIR,
+    ChannelStats,
+    ManifestError,
+    OperatingPoint,
+    WindowsManifest,
+    read_manifest,
+    write_manifest,
+)
+from training.report.writer import write_report
+from training.windows.bundle import training_history, write_bundle
+from training.windows.bundle_evaluation import (
+    PREFIXES,
+    BundleEvaluation,
+    as_evaluation,
+    evaluate_bundle_in_full,
+)
 from training.windows.config import MODEL_KINDS, WindowsConfig
+from training.windows.drift import drift_warning
 from training.windows.evaluation import fit_thresholds
 from training.windows.fit import FitSettings
 from training.windows.loaders import FORMATS, load_data
 from training.windows.objectives import COSINE_AXES
-from training.windows.pipeline import prepare, train_models, validation_scores
+from training.windows.pipeline import prepare, train_models, validation_part_scores
+from training.windows.series import SensorData
 
 _DEFAULTS = WindowsConfig()
-_REPORTED = ("f1_pa", "precision", "recall", "f1", "auc_pr", "vus_pr")
+BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, HISTORY_FILE)
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default unless it has none (None or off), as `train audio` does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def _quantile(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def _percentile(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 100.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 100, got {text}")
+    return value
 
 
 def add_train_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "windows",
         help="train a sensor-window model (teacher-student cosine distillation by default)",
-        description="Train on the training split of a sensor data set and write a bundle. The "
-        "thresholds are fitted on held-out blocks of the training data, never on test data.",
+        description="Train on the training split of a sensor data set and write a bundle "
+        "(model.onnx, manifest.json, history.json). Every threshold is fitted on held-out blocks "
+        "of the training data, never on test data: the Gamma inverse CDF at --r, the "
+        "--percentile of the held-out scores, and the lowest threshold whose alarm events (runs "
+        "of flagged steps) on the held-out blocks stay within --false-alarm-rate.",
+        formatter_class=_HelpWithDefaults,
     )
-    parser.add_argument("--data", type=Path, required=True, help="the data set's folder")
-    parser.add_argument("--format", choices=FORMATS, required=True, dest="data_format")
+    parser.add_argument(
+        "--data", type=Path, required=True, metavar="DIR", help="the data set's folder"
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, required=True, dest="data_format", help="the data set's layout"
+    )
     parser.add_argument(
         "--subset", "--machine", dest="subset", help="SMD machine (e.g. machine-1-1), SKAB group"
     )
-    parser.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
-    parser.add_argument("--name", help="model name in the manifest (default: from the data)")
-    parser.add_argument("--version", default="1")
-    parser.add_argument("--model", choices=MODEL_KINDS, default=_DEFAULTS.model)
-    parser.add_argument("--window", type=int, default=_DEFAULTS.window)
     parser.add_argument(
-        "--stride", type=int, default=_DEFAULTS.stride, help="scoring stride the bundle serves"
+        "--out", type=Path, required=True, metavar="BUNDLE_DIR", help="the bundle folder to write"
     )
-    parser.add_argument("--train-stride", type=int, default=_DEFAULTS.train_stride)
-    parser.add_argument("--epochs", type=int, default=_DEFAULTS.fit.max_epochs)
-    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.fit.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=_DEFAULTS.fit.learning_rate)
-    parser.add_argument("--patience", type=int, default=_DEFAULTS.fit.patience)
-    parser.add_argument("--distill-weight", type=float, default=_DEFAULTS.distill_weight)
-    parser.add_argument("--cosine-axis", choices=COSINE_AXES, default=_DEFAULTS.cosine_axis)
-    parser.add_argument("--r", type=float, default=_DEFAULTS.gamma_r, help="Gamma CDF level")
-    parser.add_argument("--percentile", type=float, default=_DEFAULTS.percentile)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--name", help="model name in the manifest (default: from the data)")
+    parser.add_argument("--version", default="1", help="the bundle's version")
+    parser.add_argument("--model", choices=MODEL_KINDS, default=_DEFAULTS.model, help="the model")
+    parser.add_argument(
+        "--window", type=_positive_int, default=_DEFAULTS.window, help="steps per window"
+    )
+    parser.add_argument(
+        "--stride",
+        type=_positive_int,
+        default=_DEFAULTS.stride,
+        help="steps between the windows the bundle scores (1..window)",
+    )
+    parser.add_argument(
+        "--train-stride",
+        type=_positive_int,
+        default=_DEFAULTS.train_stride,
+        help="steps between training windows",
+    )
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=_DEFAULTS.fit.max_epochs, help="most epochs"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=_DEFAULTS.fit.batch_size, help="mini-batch size"
+    )
+    parser.add_argument(
+        "--lr",
+        "--learning-rate",
+        dest="learning_rate",
+        type=_positive_float,
+        default=_DEFAULTS.fit.learning_rate,
+        help="Adam's learning rate",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=_DEFAULTS.fit.patience,
+        help="epochs without a better validation loss before training stops (the best epoch "
+        "is kept)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=_non_negative_float,
+        default=_DEFAULTS.distill_weight,
+        help="lambda of the cosine term",
+    )
+    parser.add_argument(
+        "--cosine-axis",
+        choices=COSINE_AXES,
+        default=_DEFAULTS.cosine_axis,
+        help="the cosine per step (across channels) or per window",
+    )
+    parser.add_argument(
+        "--r", type=_quantile, default=_DEFAULTS.gamma_r, help="Gamma CDF level of the gamma point"
+    )
+    parser.add_argument(
+        "--percentile",
+        type=_percentile,
+        default=_DEFAULTS.percentile,
+        help="held-out score percentile of the percentile point",
+    )
+    parser.add_argument(
+        "--false-alarm-rate",
+        type=_positive_float,
+        metavar="RATE",
+        help="alarm events allowed per hour of normal signal where the step interval is known "
+        "(SMD, PSM: 60 s; SKAB: 1 s; --step-seconds), else per 10,000 steps; the bundle serves "
+        "this point by default. Without it the point is fitted at one alarm per 1,440 steps",
+    )
+    parser.add_argument(
+        "--step-seconds",
+        type=_positive_float,
+        help="seconds between steps, where the data format does not say (csv)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads; 1 is fastest for these small models on a shared machine",
+    )
     parser.add_argument(
         "--no-evaluate",
         action="store_true",
         help="skip evaluating the bundle on the data set's labelled test parts",
     )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write the HTML report (BUNDLE/report/index.html, `auscult report`)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a bundle already in --out"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=train)
 
 
@@ -75,13 +219,26 @@ def add_evaluate_parser(subparsers: Any) -> None:
         "windows",
         help="evaluate a sensor-window bundle on labelled test data",
         description="Score the data set's test parts with the bundle through ONNX Runtime, as "
-        "the service does, and report point-wise, point-adjusted and range-aware metrics.",
+        "the service does, and report point-wise, point-adjusted, range-aware and event "
+        "figures (false alarms per 1,440 normal steps and per hour where the step interval is "
+        "known, share of labelled segments alarmed, steps to the first alarm) at every "
+        "operating point of the bundle.",
+        formatter_class=_HelpWithDefaults,
     )
-    parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE_DIR")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR")
     parser.add_argument("--format", choices=FORMATS, dest="data_format", help="default: as trained")
     parser.add_argument("--subset", "--machine", dest="subset", help="default: as trained")
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument(
+        "--operating-point",
+        help="the operating point (name or rule: gamma, percentile, false_alarm_rate) whose "
+        "figures are given without prefix; default: the bundle's",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the figures as JSON (with each labelled segment's first alarm)",
+    )
     parser.set_defaults(handler=evaluate)
 
 
@@ -90,10 +247,30 @@ def _default_name(data_format: str, subset: str | None, model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)[:64]
 
 
+def _fail(message: str) -> int:
+    print(f"auscult: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    existing = [name for name in BUNDLE_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"--out {out} already holds a bundle ({', '.join(existing)}); "
+            "choose another folder or pass --overwrite"
+        )
+
+
 def train(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     try:
+        _check_out(args.out, args.overwrite)
         config = WindowsConfig(
             model=args.model,
             window=args.window,
@@ -107,23 +284,66 @@ def train(args: argparse.Namespace) -> int:
                 learning_rate=args.learning_rate,
                 patience=args.patience,
                 seed=args.seed,
+                progress=not args.quiet,
             ),
             gamma_r=args.r,
             percentile=args.percentile,
+            false_alarm_rate=args.false_alarm_rate,
         )
         data = load_data(args.data_format, args.data, args.subset)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"auscult train windows: {exc}", file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    _log(f"{data.name}: {data.n_train_steps} training steps, {len(data.channels)} channels")
-    prepared = prepare(data, config)
-    _log(
-        f"{prepared.train_windows.shape[0]} training windows, "
-        f"{prepared.validation_windows.shape[0]} validation windows"
+        if args.step_seconds is not None:
+            data = dataclasses.replace(data, step_seconds=args.step_seconds)
+        return _train(args, config, data)
+    except (ValueError, FileNotFoundError, ManifestError, BundleError) as exc:
+        return _fail(str(exc))
+
+
+def _describe_point(point: OperatingPoint, units: tuple[str, ...]) -> str:
+    shown = [point.predicted[unit] for unit in units if unit in point.predicted]
+    predicted = "; ".join(
+        f"{p.rate:.3g} per {p.per} ({p.confidence:.0%} interval {p.low:.3g} to {p.high:.3g})"
+        for p in shown
     )
-    trained = train_models(prepared, config, [config.model], args.seed, log=_log)[config.model]
-    thresholds = fit_thresholds(validation_scores(trained, prepared, config), config)
+    threshold = point.thresholds["step"]
+    return f"{point.name} (target {point.target:g}): {threshold:.5g}; predicted {predicted}"
+
+
+def _train(args: argparse.Namespace, config: WindowsConfig, data: SensorData) -> int:
+    started = time.perf_counter()
+    print(
+        f"data: {data.source}: {data.n_train_steps} training steps, {len(data.channels)} channels"
+    )
+    prepared = prepare(data, config)
+    held_out = [part.values for part in prepared.validation_parts]
+    print(
+        f"windows: {prepared.train_windows.shape[0]} for training; "
+        f"{sum(v.shape[0] for v in held_out)} steps in {len(held_out)} held-out blocks for early "
+        "stopping and thresholds"
+    )
+    unit_scale = [ChannelStats(name=n, mean=0.0, std=1.0) for n in data.channels]
+    warning = drift_warning(
+        "the held-out part of the training data", np.concatenate(held_out), unit_scale
+    )
+    if warning:
+        _warn(warning)
+    trained = train_models(prepared, config, [config.model], args.seed)[config.model]
+    history = training_history(trained)
+    for stage, epochs in history.stages.items():
+        best = history.best_epoch[stage]
+        loss = epochs[best - 1].validation_loss
+        print(f"{stage}: best epoch {best} of {len(epochs)}, validation loss {loss:.5g}")
+    thresholds = fit_thresholds(
+        validation_part_scores(trained, prepared, config), config, data.step_seconds
+    )
+    budget = thresholds.budget_fit
+    if budget is not None and budget.unresolved:
+        _warn(
+            f"the held-out training data ({sum(v.shape[0] for v in held_out)} steps) are too "
+            f"short to resolve a budget of {thresholds.budget.describe()}: it allows "
+            f"{budget.allowed_events:.2f} alarms there, so the false_alarm_rate threshold sits "
+            "above every held-out score and its rate is known only to lie below the interval's "
+            "upper end; train on longer normal data for a tighter threshold"
+        )
     name = args.name or _default_name(args.data_format, args.subset, config.model)
     manifest = write_bundle(
         args.out,
@@ -138,17 +358,83 @@ def train(args: argparse.Namespace) -> int:
         data_format=args.data_format,
         data_subset=args.subset,
     )
-    _log(
-        f"wrote {args.out} ({config.model}, trained in {time.perf_counter() - started:.0f} s; "
-        f"threshold {thresholds.gamma.threshold:.4g} at r={config.gamma_r})"
+    units = ("1440 steps", "hour") if data.step_seconds else ("1440 steps", "10000 steps")
+    print(f"false-alarm budget: {thresholds.budget.describe()}")
+    print("thresholds, with the false-alarm rate each predicts on held-out normal data:")
+    for point in thresholds.points:
+        print(f"  {_describe_point(point, units)}")
+    print(
+        f"bundle written to {args.out} in {time.perf_counter() - started:.0f} s "
+        f"({config.model}; serves the {thresholds.default_point} point by default)"
     )
     if not args.no_evaluate and data.test:
-        metrics = evaluate_bundle(args.out, data)
+        result = evaluate_bundle_in_full(args.out, data)
+        for message in result.warnings:
+            _warn(message)
         write_manifest(
-            args.out, manifest.model_copy(update={"evaluation": as_evaluation(metrics, data)})
+            args.out,
+            manifest.model_copy(update={"evaluation": as_evaluation(result.metrics, data)}),
         )
-        _log("test: " + ", ".join(f"{key} {metrics[key]:.3f}" for key in _REPORTED))
+        print(f"test parts of {data.name}:")
+        print(_table(result))
+    if args.no_report:
+        # A report left from an earlier training of this folder would describe another model.
+        shutil.rmtree(args.out / REPORT_DIR, ignore_errors=True)
+    else:
+        page = write_report(args.out, None if args.no_evaluate or not data.test else args.data)
+        print(f"report: {page}")
     return 0
+
+
+_ROWS = (
+    "threshold",
+    "predicted_false_alarms_per_1440_steps",
+    "false_alarms_per_1440_steps",
+    "false_alarms_per_hour",
+    "normal_flagged_share",
+    "segments_alarmed",
+    "first_alarm_steps_median",
+    "first_alarm_steps_mean",
+    "precision",
+    "recall",
+    "f1",
+    "f1_pa",
+    "flagged_share",
+)
+_THRESHOLD_FREE = (
+    "auc_pr",
+    "vus_pr",
+    "hit_rate_100",
+    "hit_rate_150",
+    "n_steps",
+    "n_anomalous_steps",
+    "n_segments",
+)
+
+
+def _table(result: BundleEvaluation) -> str:
+    """One column per operating point (the chosen one starred), then the threshold-free
+    figures."""
+    metrics = result.metrics
+    columns = [
+        (rule, prefix) for rule, prefix in PREFIXES.items() if f"{prefix}threshold" in metrics
+    ]
+    header = [f"{rule}{'*' if rule == result.operating_point else ''}" for rule, _ in columns]
+    width = max(len(row) for row in (*_ROWS, *_THRESHOLD_FREE))
+    lines = [f"{'':<{width}}  " + "  ".join(f"{h:>16}" for h in header)]
+    for row in _ROWS:
+        values = [metrics.get(f"{prefix}{row}") for _, prefix in columns]
+        if all(v is None for v in values):
+            continue
+        cells = ["-" if v is None else f"{v:.4g}" for v in values]
+        lines.append(f"{row:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    lines += [f"{key:<{width}}  {metrics[key]:.4f}" for key in _THRESHOLD_FREE if key in metrics]
+    lines.append(f"(* the operating point served by default: {result.operating_point})")
+    return "\n".join(lines)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -161,14 +447,20 @@ def evaluate(args: argparse.Namespace) -> int:
             raise ValueError("the bundle does not record its data format: pass --format")
         subset = args.subset if args.subset is not None else manifest.data_subset
         data = load_data(data_format, args.data, subset)
-        metrics = evaluate_bundle(args.bundle, data)
+        result = evaluate_bundle_in_full(args.bundle, data, args.operating_point)
     except (ValueError, FileNotFoundError, ManifestError, BundleError) as exc:
-        print(f"auscult evaluate windows: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    for message in result.warnings:
+        _warn(message)
     if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True))
+        document: dict[str, Any] = {
+            "operating_point": result.operating_point,
+            **{key: _finite_or_none(value) for key, value in result.metrics.items()},
+            "segments": [dataclasses.asdict(segment) for segment in result.segments],
+        }
+        print(json.dumps(document, indent=2, sort_keys=True))
     else:
-        width = max(len(key) for key in metrics)
-        for key in sorted(metrics):
-            print(f"{key:<{width}}  {metrics[key]:.4f}")
+        print(f"bundle: {manifest.name} version {manifest.version} ({manifest.model_type})")
+        print(f"data: {data.source}")
+        print(_table(result))
     return 0

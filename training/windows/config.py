@@ -43,10 +43,26 @@ class WindowsConfig:
     validation_fraction: float = 0.2
     gamma_r: float = 0.99
     percentile: float = 99.0
+    # Alarm events per hour (data with a known step interval) or per 10,000 steps that the
+    # false_alarm_rate operating point (the one served by default) is fitted to; None: one per
+    # 1,440 steps.
+    false_alarm_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {MODEL_KINDS}")
+        if self.window < 2:
+            raise ValueError(f"window must be at least 2 steps, got {self.window}")
+        if not 0.0 < self.gamma_r < 1.0:
+            raise ValueError(f"r must lie strictly between 0 and 1, got {self.gamma_r}")
+        if not 0.0 < self.percentile < 100.0:
+            raise ValueError(
+                f"percentile must lie strictly between 0 and 100, got {self.percentile}"
+            )
+        if self.false_alarm_rate is not None and not self.false_alarm_rate > 0:
+            raise ValueError(f"the false-alarm rate must be positive, got {self.false_alarm_rate}")
+        if self.distill_weight < 0:
+            raise ValueError(f"the distillation weight must be >= 0, got {self.distill_weight}")
         if not 1 <= self.stride <= self.window:
             raise ValueError(f"stride must lie in 1..window ({self.window}), got {self.stride}")
         if self.train_stride < 1:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 # Returns the losses for a batch: the first is backpropagated; early stopping needs every later
 # one to improve (Anomaly Transformer watches both of its minimax losses), or the first if alone.
@@ -25,6 +26,15 @@ class FitSettings:
     seed: int = 0
     # Anomaly Transformer's reference schedule halves the learning rate after every epoch.
     halve_learning_rate: bool = False
+    # A progress bar per model on stderr (the CLI's default; experiments keep it off).
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"the learning rate must be positive, got {self.learning_rate}")
 
 
 @dataclass
@@ -69,6 +79,7 @@ def fit(
     validation: Sequence[torch.Tensor],
     settings: FitSettings,
     log: Callable[[str], None] = lambda _: None,
+    label: str = "training",
 ) -> FitReport:
     """Train `model` in place on `train` tensors (first axis = windows) and return what happened."""
     if train[0].shape[0] == 0 or validation[0].shape[0] == 0:
@@ -80,7 +91,14 @@ def fit(
     best: tuple[float, ...] | None = None
     waited = 0
     started = time.perf_counter()
-    for epoch in range(1, settings.max_epochs + 1):
+    progress = tqdm(
+        range(1, settings.max_epochs + 1),
+        desc=label,
+        unit="epoch",
+        disable=not settings.progress,
+        leave=False,
+    )
+    for epoch in progress:
         model.train()
         total, count = 0.0, 0
         for batch in _batches(train, settings.batch_size, generator):
@@ -94,7 +112,9 @@ def fit(
         scores = scores[1:] or scores
         report.epochs_run = epoch
         report.history.append({"epoch": epoch, "train": total / count, "validation": scores[0]})
-        log(f"epoch {epoch}: train {total / count:.5f}, validation {scores}")
+        shown = " / ".join(f"{s:.5g}" for s in scores)
+        progress.set_postfix(loss=f"{total / count:.4g}", validation=shown)
+        log(f"{label} epoch {epoch}: train loss {total / count:.5g}, validation loss {shown}")
         if best is None or all(s < b for s, b in zip(scores, best, strict=True)):
             best, waited = scores, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -106,6 +126,7 @@ def fit(
         if settings.halve_learning_rate:
             for group in optimiser.param_groups:
                 group["lr"] = group["lr"] * 0.5
+    progress.close()
     model.load_state_dict(best_state)
     model.eval()
     report.seconds = time.perf_counter() - started

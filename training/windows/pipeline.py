@@ -51,9 +51,18 @@ class TrainedModel:
     seconds: float
     teacher_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    # The teacher's own training, for a distilled student's history.
+    teacher_report: FitReport | None = None
 
 
 def prepare(data: SensorData, config: WindowsConfig) -> Prepared:
+    longest = max(part.values.shape[0] for part in data.train)
+    if longest < 2 * config.window:
+        raise ValueError(
+            f"{data.name}: the longest training series has {longest} steps, fewer than two "
+            f"windows of {config.window} (one to train on, one held out): choose a --window of "
+            f"at most {longest // 2}"
+        )
     stats = fit_channel_stats(data.train, data.channels)
     standardised = tuple(standardise_part(part, stats) for part in data.train)
     train_parts, validation_parts = validation_split(
@@ -147,7 +156,7 @@ def train_model(
     settings = dataclasses.replace(
         config.fit, seed=seed, halve_learning_rate=kind == "anomaly_transformer"
     )
-    report = fit(model, batch_losses(kind, config), train, validation, settings, log)
+    report = fit(model, batch_losses(kind, config), train, validation, settings, log, kind)
     return TrainedModel(
         kind=kind,
         model=model,
@@ -156,6 +165,7 @@ def train_model(
         seconds=time.perf_counter() - started,
         teacher_seconds=teacher.seconds if kind == "distilled_student" and teacher else 0.0,
         cpu_seconds=time.process_time() - cpu_started,
+        teacher_report=teacher.report if kind == "distilled_student" and teacher else None,
     )
 
 
@@ -179,16 +189,21 @@ def train_models(
     return {kind: trained[kind] for kind in kinds}
 
 
+def validation_part_scores(
+    trained: TrainedModel, prepared: Prepared, config: WindowsConfig
+) -> list[NDArray[np.float64]]:
+    """Per-step scores of each held-out training block, scored as the service scores series."""
+    return [
+        score_series(trained.scoring, part.values, config.window, config.stride)[0]
+        for part in prepared.validation_parts
+    ]
+
+
 def validation_scores(
     trained: TrainedModel, prepared: Prepared, config: WindowsConfig
 ) -> NDArray[np.float64]:
-    """Per-step scores on the held-out training blocks, scored as the service scores series."""
-    return np.concatenate(
-        [
-            score_series(trained.scoring, part.values, config.window, config.stride)[0]
-            for part in prepared.validation_parts
-        ]
-    )
+    """The held-out training blocks' per-step scores, concatenated."""
+    return np.concatenate(validation_part_scores(trained, prepared, config))
 
 
 def training_scores(trained: TrainedModel, prepared: Prepared) -> NDArray[np.float32]:

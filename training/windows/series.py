@@ -44,6 +44,9 @@ class SensorData:
     test: tuple[SeriesPart, ...]
     source: str
     interpretations: tuple[LabelledEvent, ...] = field(default=())
+    # Seconds between steps where the data set documents it (SMD, PSM: 60; SKAB: 1), so that
+    # false alarms can be stated per hour.
+    step_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not self.train:

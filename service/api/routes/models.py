@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends
 
 from service.api.deps import ModelDep, RuntimeDep, require_api_key
@@ -14,8 +12,8 @@ from service.api.schemas import (
     ModelSummary,
     RefusedBundleOut,
     ReloadReport,
+    WorkerModels,
 )
-from service.bundle.manifest import AudioManifest
 from service.registry import RefusedBundle, ServedModel
 
 router = APIRouter(
@@ -28,10 +26,6 @@ router = APIRouter(
 
 def _summary(model: ServedModel) -> ModelSummary:
     manifest = model.manifest
-    if isinstance(manifest, AudioManifest):
-        threshold = manifest.clip_decision.threshold
-    else:
-        threshold = manifest.step_decision.threshold
     return ModelSummary(
         name=model.name,
         version=model.version,
@@ -40,7 +34,8 @@ def _summary(model: ServedModel) -> ModelSummary:
         created_at=manifest.created_at,
         loaded_at=model.loaded_at,
         description=manifest.description,
-        threshold=threshold,
+        threshold=model.threshold,
+        operating_point=model.operating_point,
     )
 
 
@@ -57,16 +52,26 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
     )
 
 
-@router.post("/reload", summary="Load new or changed bundles now, without waiting for the poll")
+@router.post(
+    "/reload",
+    summary="Load new or changed bundles now in every worker, without waiting for the poll",
+)
 async def reload_models(runtime: RuntimeDep) -> ReloadReport:
-    # Loading runs ONNX Runtime: off the event loop, and not in the scoring pool, so a busy
-    # pool never blocks a reload.
-    report = await asyncio.to_thread(runtime.registry.refresh)
+    # Loading runs ONNX Runtime off the event loop, and not in the scoring pool, so a busy
+    # pool never blocks a reload; other workers are waited for at most reload_wait_seconds.
+    outcome = await runtime.worker_sync.reload()
+    report = outcome.report
+    workers = [
+        WorkerModels(pid=status.pid, reloaded=reloaded, models=status.models)
+        for status, reloaded in outcome.workers
+    ]
     return ReloadReport(
         loaded=[_summary(m) for m in report.loaded],
         refused=[_refused(r) for r in report.refused],
         removed=[p.name for p in report.removed],
         models=[_summary(m) for m in runtime.registry.served()],
+        workers=workers,
+        all_workers_reloaded=all(worker.reloaded for worker in workers),
     )
 
 

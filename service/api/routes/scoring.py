@@ -1,4 +1,4 @@
-"""Scoring a whole clip: `POST /v1/models/{name}/score`."""
+"""Scoring a whole clip: `POST /v1/models/{name}/score`; the audio clip pipeline does the work."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import ModelDep, RuntimeDep, require_api_key
 from service.api.schemas import BlockVerdict, ClipVerdict, ErrorResponse, WorstBlock
-from service.audio.decode import AudioDecodeError
-from service.clip_scoring import ClipTooLongError, ScoredClip, score_clip
+from service.audio.decode import AudioDecodeError, DecodeLimits
 from service.features.logmel import AudioTooShortError, mel_band_centres_hz
-from service.scoring.decision import Decision
+from service.pipelines.audio_clip import score_clip
+from service.scoring.decision import NonFiniteError
 
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac")
 MULTIPART = "multipart/form-data"
@@ -69,23 +69,6 @@ async def _read_clip(request: Request) -> bytes:
     return data
 
 
-def _block_verdicts(clip: ScoredClip, decision: Decision) -> list[BlockVerdict]:
-    verdicts = []
-    for i, score in enumerate(clip.block_scores):
-        verdict = decision(float(score))
-        verdicts.append(
-            BlockVerdict(
-                index=i,
-                start_s=float(clip.block_start_s[i]),
-                end_s=float(clip.block_end_s[i]),
-                score=float(score),
-                ratio=verdict.ratio,
-                anomaly=verdict.anomaly,
-            )
-        )
-    return verdicts
-
-
 @router.post(
     "/{name}/score",
     summary="Score a clip: the verdict, per-block scores and the worst block's band errors",
@@ -95,7 +78,10 @@ def _block_verdicts(clip: ScoredClip, decision: Decision) -> list[BlockVerdict]:
         404: {"model": ErrorResponse, "description": "no such model"},
         413: {"model": ErrorResponse, "description": "body over AUSCULT_MAX_BODY_BYTES"},
         415: {"model": ErrorResponse, "description": "not a WAV/FLAC or multipart body"},
-        422: {"model": ErrorResponse, "description": "unreadable, too short or too long audio"},
+        422: {
+            "model": ErrorResponse,
+            "description": "unreadable, too short or too long audio, or too loud to score",
+        },
         503: {"model": ErrorResponse, "description": "scoring pool full; see Retry-After"},
     },
 )
@@ -108,8 +94,8 @@ async def score(
         Query(max_length=64, description="where the clip was recorded, for metrics"),
     ] = None,
 ) -> ClipVerdict:
-    scorer = model.audio_scorer
-    if scorer is None:
+    detector = model.audio
+    if detector is None:
         raise HTTPException(
             status_code=400,
             detail=f"model {model.name!r} is a {model.kind} model; it does not score audio",
@@ -118,20 +104,17 @@ async def score(
     try:
         clip = await runtime.pool.run(
             score_clip,
-            scorer,
+            detector,
             data,
-            max_seconds=runtime.settings.max_clip_seconds,
+            limits=DecodeLimits.from_settings(runtime.settings),
             metrics=runtime.metrics,
+            station=station,
         )
-    except (AudioDecodeError, AudioTooShortError, ClipTooLongError) as exc:
+    except (AudioDecodeError, AudioTooShortError, NonFiniteError) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
-    manifest = scorer.manifest
-    clip_decision = Decision(manifest.clip_decision.threshold)
-    block_decision = Decision(manifest.block_decision.threshold)
-    verdict = clip_decision(clip.clip_score)
-    blocks = _block_verdicts(clip, block_decision)
-    runtime.metrics.record_verdicts(model.name, station, "clip", [verdict.anomaly], [verdict.ratio])
+    blocks = [BlockVerdict(**vars(block)) for block in clip.blocks]
+    features = detector.scorer.manifest.features
     return ClipVerdict(
         model=model.name,
         version=model.version,
@@ -139,16 +122,17 @@ async def score(
         duration_s=clip.duration_s,
         sample_rate=clip.sample_rate,
         channels=clip.channels,
-        model_sample_rate=manifest.features.sample_rate,
-        score=clip.clip_score,
-        threshold=clip_decision.threshold,
-        ratio=verdict.ratio,
-        anomaly=verdict.anomaly,
-        block_threshold=block_decision.threshold,
+        model_sample_rate=features.sample_rate,
+        operating_point=detector.operating_point,
+        score=clip.score,
+        threshold=detector.clip.threshold,
+        ratio=clip.verdict.ratio,
+        anomaly=clip.verdict.anomaly,
+        block_threshold=detector.block.threshold,
         blocks=blocks,
         worst_block=WorstBlock(
             **blocks[clip.worst_block].model_dump(),
             band_error=[float(v) for v in clip.worst_band_error],
-            band_hz=mel_band_centres_hz(manifest.features).tolist(),
+            band_hz=mel_band_centres_hz(features).tolist(),
         ),
     )

@@ -41,6 +41,7 @@ def test_models_are_listed_and_described(tmp_path: Path) -> None:
     [refused] = listing["refused"]
     assert refused["bundle"] == "pump"
     assert "the graph has no input 'blocks'" in refused["error"]
+    assert str(tmp_path) not in refused["error"]  # the folder name only, not where models live
     assert detail["status"] == "serving"
     assert detail["manifest"]["features"]["n_mels"] == SMALL_FEATURES["n_mels"]
     assert detail["threshold"] == detail["manifest"]["clip_decision"]["threshold"]
@@ -78,6 +79,10 @@ def test_a_bundle_replaced_while_requests_flow_fails_no_request(
             client.join()
     assert [m["version"] for m in report["loaded"]] == ["2"]
     assert [(m["name"], m["version"]) for m in report["models"]] == [("fan", "2")]
+    # One process: the answer names it as the one worker, reloaded.
+    [worker] = report["workers"]
+    assert (worker["reloaded"], worker["models"]) == (True, {"fan": "2"})
+    assert report["all_workers_reloaded"] is True
     assert len(results) > 4
     assert {status for status, _ in results} == {200}
     assert {version for _, version in results} == {"1", "2"}
@@ -118,3 +123,22 @@ def test_polling_picks_up_a_new_bundle_without_a_reload_request(tmp_path: Path) 
             time.sleep(0.1)
             version = httpx.get(f"{live.url}/v1/models/fan").json()["version"]
     assert version == "2"
+
+
+def test_a_reload_reaches_every_app_sharing_a_sync_folder(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    small_audio_bundle(models / "fan-1", name="fan", version="1")
+    # Two apps stand in for two workers; neither polls, so only the reload can reach the second.
+    settings = Settings(
+        models_dir=models,
+        reload_poll_seconds=0,
+        worker_sync_dir=tmp_path / "sync",
+        worker_sync_poll_seconds=0.05,
+    )
+    with running_server(settings) as first, running_server(settings) as second:
+        _stage(models, "fan-2", name="fan", version="2")
+        report = httpx.post(f"{first.url}/v1/models/reload", timeout=30).json()
+        served_by_second = httpx.get(f"{second.url}/v1/models/fan").json()["version"]
+    assert report["all_workers_reloaded"] is True
+    assert [(w["reloaded"], w["models"]) for w in report["workers"]] == [(True, {"fan": "2"})] * 2
+    assert served_by_second == "2"

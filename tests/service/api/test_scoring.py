@@ -110,6 +110,12 @@ def test_a_clip_at_another_rate_is_resampled(client: httpx.Client) -> None:
         (b"this is not audio" * 10, "audio/wav", 422, "WAV or FLAC"),
         (encode(np.zeros(100, dtype=np.float32)), "audio/wav", 422, "the model needs at least"),
         (clip(25.0), "audio/wav", 422, f"the limit is {MAX_CLIP_SECONDS:g} s"),
+        (  # its filter would have millions of taps (issue 10)
+            clip(1.0, rate=191_999),
+            "audio/wav",
+            422,
+            "sample rate 191999 Hz cannot be resampled to the model's 16000 Hz",
+        ),
     ],
 )
 def test_bad_clips_are_refused_saying_why(

@@ -9,8 +9,10 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,13 @@ import pytest
 import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 
-from service.audio.resample import resample
-from service.config import Settings
+from service.audio.resample import FILTERS, resample
+from service.config import (
+    DEFAULT_MAX_RESAMPLE_FACTOR,
+    DEFAULT_MAX_SAMPLE_RATE,
+    DEFAULT_MIN_SAMPLE_RATE,
+    Settings,
+)
 from tests.bundle_factory import machine_sound, make_windows_bundle
 from tests.server import LiveServer, running_server
 from tests.service.api.streams import read_to_close, start, stream_connection
@@ -305,3 +312,93 @@ def test_the_server_pings_and_drops_a_client_that_never_answers(models: Path) ->
         while (opcode := _read_frame(sock)[0]) not in (-1, 0x8):
             opcodes.append(opcode)
         assert 0x9 in opcodes  # ping
+
+
+def test_float_samples_too_loud_to_score_end_the_stream_with_an_error(server: LiveServer) -> None:
+    # 1e19 is a finite float32, but its spectrum is not: no block may be judged normal.
+    start = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "f32le"})
+    loud = np.full(16000, 1e19, dtype="<f4").tobytes()
+    error, code = asyncio.run(_expect_error(server, "fan", start, [loud, '{"type": "stop"}']))
+    assert (error["type"], error["code"], code) == ("error", "bad_frame", 1008)
+    assert "magnitude 1e+19" in error["message"]
+
+
+@pytest.mark.parametrize("rate", [7999, 192001])
+def test_a_start_outside_the_sample_rate_range_is_refused(server: LiveServer, rate: int) -> None:
+    start = json.dumps({"type": "start", "sample_rate": rate})
+    error, code = asyncio.run(_expect_error(server, "fan", None, [start]))
+    assert (error["code"], code) == ("bad_start", 1008)
+    assert (
+        f"sample_rate {rate} Hz is outside the accepted range 8000 to 192000 Hz"
+        in (error["message"])
+    )
+
+
+def test_a_start_at_a_rate_whose_filter_would_be_huge_is_refused(server: LiveServer) -> None:
+    # 191,999 Hz is inside the range, but its ratio to 16 kHz reduces to 16000/191999: the
+    # filter would have 3.84 M taps (issue 10).
+    start = json.dumps({"type": "start", "sample_rate": 191_999})
+    error, code = asyncio.run(_expect_error(server, "fan", None, [start]))
+    assert (error["code"], code) == ("bad_start", 1008)
+    assert "sample rate 191999 Hz cannot be resampled to the model's 16000 Hz" in error["message"]
+    assert "the nearest are 191990 and 192000 Hz" in error["message"]
+
+
+def _slowest_healthz(url: str, until: threading.Event | None, count: int) -> float:
+    """The slowest of `count` /healthz answers (or of those until `until` is set)."""
+    slowest = 0.0
+    with httpx.Client(base_url=url, timeout=60) as http:
+        done = 0
+        while (until is None and done < count) or (until is not None and not until.is_set()):
+            started = time.monotonic()
+            http.get("/healthz").raise_for_status()
+            slowest = max(slowest, time.monotonic() - started)
+            done += 1
+            time.sleep(0.02)
+    return slowest
+
+
+def _factor(rate: int, model_rate: int = 16000) -> int:
+    return max(rate, model_rate) // gcd(rate, model_rate)
+
+
+def _worst_allowed_rates(count: int) -> list[int]:
+    """`count` rates of the default range whose filters to 16 kHz are the longest that
+    AUSCULT_MAX_RESAMPLE_FACTOR admits (about 400 K taps), each of a different length."""
+    chosen: dict[int, int] = {}
+    for rate in range(DEFAULT_MAX_SAMPLE_RATE, DEFAULT_MIN_SAMPLE_RATE, -1):
+        if _factor(rate) <= DEFAULT_MAX_RESAMPLE_FACTOR:
+            chosen.setdefault(_factor(rate), rate)
+    return [chosen[factor] for factor in sorted(chosen, reverse=True)[:count]]
+
+
+def test_streams_starting_at_odd_rates_do_not_stall_other_requests(models: Path) -> None:
+    # The odd rates with the longest filters the default limit admits, none in the cache yet.
+    rates = _worst_allowed_rates(48)
+    assert min(_factor(rate) for rate in rates) > 0.99 * DEFAULT_MAX_RESAMPLE_FACTOR
+    FILTERS.clear()
+    settings = Settings(models_dir=models, reload_poll_seconds=0, pool_queue_limit=len(rates))
+
+    async def start_all(live: LiveServer) -> tuple[float, float]:
+        started = threading.Event()
+
+        async def one(rate: int) -> None:
+            async with stream_connection(live) as ws:
+                assert (await start(ws, sample_rate=rate))["type"] == "ready"
+
+        # The probe runs in a thread of its own, so this loop's work does not delay it.
+        probe = asyncio.create_task(asyncio.to_thread(_slowest_healthz, live.url, started, 0))
+        began = time.monotonic()
+        try:
+            await asyncio.gather(*(one(rate) for rate in rates))
+        finally:
+            started.set()
+        return await probe, time.monotonic() - began
+
+    with running_server(settings) as live:
+        baseline = _slowest_healthz(live.url, None, 20)
+        during, took = asyncio.run(start_all(live))
+    # Designing the filters took seconds; a stalled event loop would hold /healthz for most of
+    # that time, while one that stays free answers as it does when idle.
+    assert took > 1.0
+    assert during < max(10 * baseline, 0.25 * took), (baseline, during, took)

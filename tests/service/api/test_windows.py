@@ -96,7 +96,7 @@ def test_named_columns_may_come_in_any_order(client: httpx.Client) -> None:
         (b"[[1, 2], [1, 2, 3]]", 422, "same number of values, got lengths [2, 3]"),
         (b'{"rows": []}', 422, "expected an object with 'samples'"),
         (b"[[1, 2, null, 4]]", 422, "only numbers"),
-        (b"[[1, 2, NaN, 4]]", 422, "non-finite"),
+        (b"[[1, 2, NaN, 4]]", 422, "readings must be finite"),
         (b"[[1, 2", 422, "not valid JSON"),
         (b'{"samples": [[1, 2, 3, 4]], "channels": ["a"]}', 422, "missing ['sensor_0'"),
     ],
@@ -214,3 +214,91 @@ def test_sensor_protocol_violations_get_an_error_then_the_close_code(
     assert (error["type"], error["code"]) == ("error", code)
     assert words in error["message"]
     assert closed_with == close_code
+
+
+async def _lock_step(
+    server: LiveServer, frames: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
+    """Send each frame only once the previous one was answered, as a lock-step client does;
+    a frame left unanswered fails here instead of hanging until the idle timeout."""
+    async with stream_connection(server, "press") as ws:
+        await ws.send(json.dumps({"type": "start"}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        replies = []
+        for frame in frames:
+            await ws.send(frame)
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=10)))
+        await ws.send(json.dumps({"type": "stop"}))
+        closing, code = await read_to_close(ws)
+    return replies, closing, code
+
+
+@pytest.mark.parametrize(("steps", "seed"), [(303, 0), (287, 1), (300, 2)])
+def test_a_lock_step_sensor_stream_gets_every_step_scored_as_http_scores_it(
+    server: LiveServer, client: httpx.Client, steps: int, seed: int
+) -> None:
+    series = sensor_series(steps, channels=4, seed=seed, anomaly=(250, 280, 3))
+    rng = np.random.default_rng(seed)
+    sizes = [3]  # a first frame shorter than one window makes no step final
+    while sum(sizes) < steps:
+        sizes.append(min(int(rng.integers(1, 40)), steps - sum(sizes)))
+    replies, closing, code = asyncio.run(_lock_step(server, _frames(series, sizes)))
+    # One steps message per frame, even one that makes no step final.
+    assert [r["type"] for r in replies] == ["steps"] * len(sizes)
+    assert [r["steps_received"] for r in replies] == np.cumsum(sizes).tolist()
+    assert replies[0]["scores"] == []
+    *rest, end = closing
+    assert code == 1000
+    assert [m["type"] for m in rest] == ["steps"]
+    messages = [*replies, *rest]
+    assert [m["first_step"] for m in messages if m["scores"]] == np.cumsum(
+        [0] + [len(m["scores"]) for m in messages if m["scores"]]
+    )[:-1].tolist()
+    scores = np.concatenate([m["scores"] for m in messages])
+    anomalies = [a for m in messages for a in m["anomalies"]]
+    # The last steps too, with the window the HTTP path aligns to the end of the series.
+    http = client.post("/v1/models/press/windows", json=series.tolist()).json()
+    assert scores.shape == (steps,)
+    np.testing.assert_allclose(scores, http["scores"], rtol=1e-6)
+    assert anomalies == http["anomalies"]
+    assert any(anomalies[250:280])
+    assert end == {
+        "type": "end",
+        "steps_received": steps,
+        "steps_scored": steps,
+        "anomalous_steps": http["anomalous_steps"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        # Beyond float32: refused as it is read.
+        ("1e200", "beyond the range of readings"),
+        # Within float32, but its reconstruction error is not: no score to judge.
+        ("1e30", "scores are not finite"),
+    ],
+)
+def test_readings_too_large_to_score_are_refused_not_judged(
+    client: httpx.Client, value: str, words: str
+) -> None:
+    rows = sensor_series(40, channels=4, seed=6).tolist()
+    body = json.dumps(rows).replace(str(rows[7][1]), value, 1).encode()
+    response = client.post(
+        "/v1/models/press/windows", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert words in response.json()["detail"]
+
+
+def test_a_sensor_frame_too_large_to_score_ends_the_stream_with_an_error(
+    server: LiveServer,
+) -> None:
+    rows = sensor_series(40, channels=4, seed=6)
+    rows[7, 1] = 1e30
+    frames = [*_frames(rows, [40]), json.dumps({"type": "stop"})]
+    _, messages, code = asyncio.run(_sensor_stream(server, {"type": "start"}, frames))
+    assert [m["type"] for m in messages] == ["error"]
+    assert messages[0]["code"] == "non_finite"
+    assert "scores are not finite" in messages[0]["message"]
+    assert code == 1008

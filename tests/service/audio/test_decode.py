@@ -3,15 +3,19 @@ clear refusals of everything else."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from service.audio.decode import AudioDecodeError, decode_audio, load_audio
+from service.audio.decode import AudioDecodeError, DecodeLimits, decode_audio, load_audio
+from service.config import Settings
 from tests.realdata import real_data
 from tests.service.clips import RATE, encode
 
@@ -213,3 +217,133 @@ def test_load_audio_resamples_to_the_models_rate() -> None:
     assert samples.shape == (RATE,)
     spectrum = np.abs(np.fft.rfft(samples))
     assert np.argmax(spectrum) == 1000  # 1 s at 16 kHz: bin k is k Hz
+
+
+# Limits: every cost is bounded from the header before a sample is decoded (issue 10).
+
+
+def _with_rate(rate: int) -> bytes:
+    """A real 16-bit WAV whose fmt chunk declares `rate` (and the matching byte rate)."""
+    data = bytearray(encode(_tone(0.01), fmt="WAV", subtype="PCM_16"))
+    assert data[12:16] == b"fmt "
+    struct.pack_into("<II", data, 24, rate, min(rate * 2, 0xFFFFFFFF))
+    return bytes(data)
+
+
+def _flac_declaring(frames: int, *, seconds: float, channels: int, rate: int) -> bytes:
+    """A real FLAC of `seconds` of silence whose STREAMINFO claims `frames` frames."""
+    data = bytearray(encode(np.zeros((int(seconds * rate), channels)), rate, fmt="FLAC"))
+    assert data[:4] == b"fLaC"
+    fields = int.from_bytes(data[18:26], "big")  # rate, channels, bits, then 36-bit length
+    fields = (fields & ~((1 << 36) - 1)) | frames
+    data[18:26] = fields.to_bytes(8, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("rate", [1_000_003, 15_000_001, 2_147_483_647, 192_001, 7_999, 1_000])
+def test_refuses_a_header_rate_outside_the_range_before_decoding(rate: int) -> None:
+    data = _with_rate(rate)
+    assert sf.info(io.BytesIO(data)).samplerate == rate
+    with pytest.raises(
+        AudioDecodeError,
+        match=rf"sample rate {rate} Hz is outside the accepted "
+        r"range 8000 to 192000 Hz",
+    ):
+        load_audio(data, RATE)
+
+
+def test_the_rate_range_and_ceiling_come_from_the_settings() -> None:
+    limits = DecodeLimits.from_settings(
+        Settings(min_sample_rate=16000, max_sample_rate=16000, max_decoded_samples=1000)
+    )
+    with pytest.raises(AudioDecodeError, match="sample rate 8000 Hz is outside the accepted"):
+        decode_audio(encode(_tone(0.1, rate=8000), 8000), limits=limits)
+    with pytest.raises(AudioDecodeError, match=r"1600 samples \(1600 frames x 1 channels\)"):
+        decode_audio(encode(_tone(0.1)), limits=limits)
+    assert decode_audio(encode(_tone(0.05)), limits=limits).samples.size == 800
+
+
+def test_refuses_a_declared_length_over_the_clip_limit_before_decoding() -> None:
+    """A 10 h silent FLAC (here one whose header says so) is refused from its header."""
+    ten_hours = _flac_declaring(10 * 3600 * 16000, seconds=1.0, channels=1, rate=16000)
+    with pytest.raises(AudioDecodeError, match=r"clip is 36000\.0 s long; the limit is 600 s"):
+        decode_audio(ten_hours)
+
+
+def test_refuses_more_decoded_samples_than_the_ceiling_within_the_clip_limit() -> None:
+    """600 s x 8 channels x 96 kHz is inside the clip limit and the rate range, not the ceiling."""
+    bomb = _flac_declaring(600 * 96000, seconds=0.5, channels=8, rate=96000)
+    with pytest.raises(AudioDecodeError, match=r"460800000 samples .* the limit is 28800000"):
+        decode_audio(bomb)
+
+
+def test_refuses_a_flac_that_does_not_state_its_length() -> None:
+    unknown = _flac_declaring(0, seconds=0.5, channels=1, rate=RATE)
+    with pytest.raises(AudioDecodeError, match="does not state how many samples"):
+        decode_audio(unknown)
+
+
+def test_a_flac_claiming_fewer_frames_than_it_holds_decodes_only_those() -> None:
+    short_claim = _flac_declaring(100, seconds=2.0, channels=2, rate=RATE)
+    assert decode_audio(short_claim).samples.shape == (100,)
+
+
+def _peak_numpy_bytes(action: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(AudioDecodeError):
+            action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_real_bomb_is_refused_without_decoding_it(tmp_path: Path) -> None:
+    """A truthful FLAC of 20 s x 8 channels x 48 kHz of silence over a lowered ceiling: refused
+    with almost nothing allocated (decoding it would take 31 MB as float32)."""
+    path = tmp_path / "bomb.flac"
+    with sf.SoundFile(path, "w", 48000, 8, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(20):
+            out.write(np.zeros((48000, 8), dtype=np.float32))
+    data = path.read_bytes()
+    assert len(data) < 200_000
+    limits = DecodeLimits(max_samples=1_000_000)
+    with pytest.raises(AudioDecodeError, match="the limit is 1000000"):
+        decode_audio(data, limits=limits)
+    assert _peak_numpy_bytes(lambda: decode_audio(data, limits=limits)) < 1_000_000
+
+
+def test_multichannel_audio_is_mixed_block_by_block(tmp_path: Path) -> None:
+    """Peak memory is about the mono output, not frames x channels as float32."""
+    frames = _tone(60.0, channels=8)
+    path = tmp_path / "eight.wav"
+    sf.write(path, frames, RATE, subtype="PCM_16")
+    data = path.read_bytes()
+    decoded = decode_audio(data)
+    np.testing.assert_allclose(decoded.samples, frames.mean(axis=1), atol=1e-4)
+    del frames
+    all_channels = 60 * RATE * 8 * 4
+    assert _peak_numpy_bytes(lambda: decode_audio(data)) < all_channels / 2
+
+
+@pytest.mark.parametrize("loudness", [1e19, 1e30, 1001.0])
+def test_refuses_finite_float_samples_far_beyond_full_scale(loudness: float) -> None:
+    """Finite, but their power spectrum overflows to infinity (1e19 scored as normal before)."""
+    frames = _tone()
+    frames[100, 0] = loudness
+    with pytest.raises(AudioDecodeError, match=r"samples of magnitude .* beyond 1000 \(60 dB"):
+        decode_audio(encode(frames, fmt="WAV", subtype="FLOAT"))
+
+
+def test_float_samples_over_full_scale_but_within_the_bound_are_audio() -> None:
+    frames = _tone() * 4  # clipped-looking float audio up to 2.0 is still audio
+    frames[100, 0] = 999.0
+    decoded = decode_audio(encode(frames, fmt="WAV", subtype="FLOAT"))
+    assert decoded.samples[100] == pytest.approx(999.0)
+
+
+def test_a_double_too_large_for_float32_is_refused_as_infinite() -> None:
+    frames = _tone()
+    frames[100, 0] = 1e300
+    with pytest.raises(AudioDecodeError, match="audio contains 1 NaN or infinite samples"):
+        decode_audio(encode(frames, fmt="WAV", subtype="DOUBLE"))

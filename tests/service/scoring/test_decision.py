@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.scoring.decision import Decision, Verdict
+from service.scoring.decision import Decision, NonFiniteError, Verdict
 
 
 def test_a_score_above_the_threshold_is_an_anomaly() -> None:
@@ -37,3 +37,14 @@ def test_verdicts_are_plain_python_values() -> None:
 def test_a_threshold_must_be_positive_and_finite(threshold: float) -> None:
     with pytest.raises(ValueError, match="positive and finite"):
         Decision(threshold=threshold)
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), -float("inf")])
+def test_a_score_that_is_not_finite_gets_no_verdict(score: float) -> None:
+    decide = Decision(threshold=0.5)
+    with pytest.raises(NonFiniteError, match="1 of the 1 scores are not finite"):
+        decide(score)
+    with pytest.raises(NonFiniteError, match="1 of the 3 scores are not finite"):
+        decide.anomalies(np.array([0.1, score, 0.2]))
+    with pytest.raises(NonFiniteError):
+        decide.ratios(np.array([score]))

@@ -82,22 +82,24 @@ def _stream_in_chunks(bundle: LoadedBundle, series: np.ndarray, seed: int) -> np
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("steps", [300, 303, 20, 21])
 def test_a_stream_gives_the_batch_scores_whatever_the_chunk_sizes(
-    bundle: LoadedBundle, seed: int
+    bundle: LoadedBundle, seed: int, steps: int
 ) -> None:
-    # 300 steps: windows every 5 steps, the last at 280 ends exactly at the end.
-    series = sensor_series(300, channels=4, seed=7, anomaly=(120, 150, 1))
+    # 300 steps: windows every 5 steps end exactly at the end; 303: the batch adds a window
+    # aligned to the end (at 283), which the stream adds when it finishes; 20 and 21: one
+    # window, and one plus the end-aligned one.
+    series = sensor_series(steps, channels=4, seed=7, anomaly=(10, 15, 1))
     scores = _stream_in_chunks(bundle, series, seed)
+    assert scores.shape == (steps,)
     np.testing.assert_allclose(scores, WindowsScorer(bundle).score(series).scores, rtol=1e-5)
 
 
-def test_a_stream_differs_from_a_batch_only_in_its_last_window(bundle: LoadedBundle) -> None:
-    # 303 steps: the batch adds a window at 283 that the stream cannot know of.
-    series = sensor_series(303, channels=4, seed=8)
-    scores = _stream_in_chunks(bundle, series, 2)
-    batch = WindowsScorer(bundle).score(series).scores
-    assert scores.shape == (300,)  # steps 300-302 lie after the stream's last window
-    np.testing.assert_allclose(scores[:283], batch[:283], rtol=1e-5)
+def test_a_stream_shorter_than_one_window_has_no_scores(bundle: LoadedBundle) -> None:
+    stream = WindowsStreamScorer(WindowsScorer(bundle))
+    assert stream.push(sensor_series(19, channels=4, seed=1)).n_steps == 0
+    assert stream.finish().n_steps == 0
+    assert stream.steps_received == 19
 
 
 def test_a_stream_returns_steps_once_no_later_window_can_cover_them(
@@ -106,12 +108,17 @@ def test_a_stream_returns_steps_once_no_later_window_can_cover_them(
     stream = WindowsStreamScorer(WindowsScorer(bundle))
     series = sensor_series(60, channels=4, seed=1)
     assert stream.push(series[:19]).n_steps == 0  # not one window yet
-    first = stream.push(series[19:20])  # window [0, 20): steps 0-4 are final
-    assert (first.first_step, first.n_steps) == (0, 5)
-    second = stream.push(series[20:32])  # windows at 5 and 10 (up to step 30)
-    assert (second.first_step, second.n_steps) == (5, 10)
-    end = stream.finish()  # steps 15-29 were covered by some window
-    assert (end.first_step, end.n_steps) == (15, 15)
+    # Window [0, 20) is scored, but were the stream to end here, a window aligned to the end
+    # would cover every step: none is final.
+    assert stream.push(series[19:20]).n_steps == 0
+    # Windows at 5 and 10: steps 0-11 are final, as the next stride window starts at 15 and
+    # one aligned to an end at 32 or later starts at 12 or later.
+    first = stream.push(series[20:32])
+    assert (first.first_step, first.n_steps) == (0, 12)
+    second = stream.push(series[32:40])  # windows at 15 and 20: steps 12-19 are final
+    assert (second.first_step, second.n_steps) == (12, 8)
+    end = stream.finish()  # steps 20-39, the last window [20, 40) ending at the end
+    assert (end.first_step, end.n_steps) == (20, 20)
 
 
 def test_top_channels_rank_by_share_of_the_summed_error() -> None:

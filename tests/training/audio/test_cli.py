@@ -65,9 +65,28 @@ def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
     )
     assert trained.returncode == 0, trained.stderr
     assert "bundle written to" in trained.stdout
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx", "split.json"]
+    assert "predicted false-alarm rate per clip" in trained.stdout
+    assert "95% interval" in trained.stdout
+    # 5 normal training recordings are fewer than the default minimum of 10: said in words.
+    assert "warning: the thresholds rest on only 5 normal recordings" in trained.stdout
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "history.json",
+        "manifest.json",
+        "model.onnx",
+        "report",
+        "split.json",
+    ]
     manifest = read_manifest(bundle)
     assert isinstance(manifest, AudioManifest)
+    # The report is written by default, from the held-out recordings training evaluated on.
+    assert f"report: {bundle / 'report' / 'index.html'}" in trained.stdout
+    assert (bundle / "report" / "index.html").is_file()
+    summary = json.loads((bundle / "report" / "summary.json").read_text())
+    assert manifest.evaluation is not None
+    assert summary["clips"] == {
+        "normal": manifest.evaluation.n_normal,
+        "anomalous": manifest.evaluation.n_anomaly,
+    }
     assert (manifest.name, manifest.version, manifest.backbone) == (
         "machine-bundle",
         "2024.1",
@@ -89,7 +108,9 @@ def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
         manifest.evaluation.n_anomaly,
     )
     assert figures["auc"] == pytest.approx(manifest.evaluation.auc)
-    assert figures["threshold"] == manifest.clip_decision.threshold
+    assert manifest.default_operating_point == "false_alarm_rate"
+    assert figures["threshold"] == manifest.thresholds()[0]
+    assert figures["operating_point"] == "false_alarm_rate"
     assert set(figures["groups"]) == {"bearing_wear", "clicking"}
 
     assert (
@@ -110,20 +131,48 @@ def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
     all_figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert all_figures["n_normal"] + all_figures["n_anomaly"] == 14 * 2  # 14 recordings of 4 s
 
+    argv = ["evaluate", "audio", "--bundle", str(bundle), "--data", str(machine)]
+    assert training_main([*argv, "--operating-point", "gamma", "--json"]) == 0
+    gamma_figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert gamma_figures["threshold"] == manifest.clip_decision.threshold
+    assert training_main([*argv, "--operating-point", "nonesuch"]) == 2
+    assert "no operating point 'nonesuch'" in capsys.readouterr().err
+
+
+def test_no_report_writes_only_the_bundle(machine: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    argv = ["--data", machine, "--out", bundle, "--clip-seconds", "2", *QUICK]
+    trained = _auscult("train", "audio", *argv, "--epochs", "1", "--no-report")
+    assert trained.returncode == 0, trained.stderr
+    assert "report:" not in trained.stdout
+    assert (bundle / "model.onnx").is_file()
+    assert not (bundle / "report").exists()
+
 
 def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         training_main(["train", "audio", "--help"])
     assert exited.value.code == 0
     shown = capsys.readouterr().out
-    for flag in ("--labeled-anomalies N", "--r R", "--clip-seconds S", "--backbone", "--seed"):
+    for flag in (
+        "--labeled-anomalies N",
+        "--r R",
+        "--false-alarm-rate RATE",
+        "--threshold-fit",
+        "--min-threshold-recordings N",
+        "--clip-seconds S",
+        "--backbone",
+        "--seed",
+    ):
         assert flag in shown
     assert "--quiet" in shown
+    assert "--no-report" in shown
     with pytest.raises(SystemExit):
         training_main(["evaluate", "audio", "--help"])
     shown = capsys.readouterr().out
     assert "--include-seen" in shown
     assert "--json" in shown
+    assert "--operating-point NAME" in shown
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """train_audio_bundle on a tiny DCASE-layout tree: a loadable bundle whose thresholds come from
-held-out normal recordings, evaluated per machine ID, identical when retrained with its seed."""
+out-of-fold scores of its normal recordings, evaluated per machine ID, identical when retrained
+with its seed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from service.bundle.loader import load_bundle
-from service.bundle.manifest import AudioManifest
+from service.bundle.manifest import AudioManifest, read_history
 from service.scoring.audio import AudioScorer
 from training.audio.clips import iter_clips
 from training.audio.datasets import DatasetError
@@ -67,16 +68,26 @@ def test_dcase_bundle_is_thresholded_evaluated_and_reproducible(
     assert manifest.training.layout == "dcase"
     assert manifest.training.anomaly_recordings == 2
     assert manifest.clip_decision.r == manifest.block_decision.r == 0.99
-    assert "held-out normal recordings" in manifest.clip_decision.fitted_on
+    assert "out-of-fold scores" in manifest.clip_decision.fitted_on
 
-    # Thresholds are fitted to normal recordings from train/ that never trained the weights.
+    # Too few recordings for a held-out threshold side: every normal recording of train/
+    # trains, and the thresholds come from out-of-fold scores of exactly those recordings.
     split = json.loads((tmp_path / "first" / "split.json").read_text())
-    threshold_ids = {e["id"] for e in split["recordings"]["threshold"]}
-    train_ids = {e["id"] for e in split["recordings"]["train"]}
-    assert threshold_ids
-    assert all(i.startswith("train/normal_") for i in threshold_ids)
-    assert not threshold_ids & train_ids
+    assert split["recordings"]["threshold"] == []
+    train_normal = {e["id"] for e in split["recordings"]["train"] if e["label"] == "normal"}
+    assert set(result.threshold_scores.recording_ids) == train_normal
+    assert all(i.startswith("train/normal_") for i in train_normal)
     assert all(e["id"].startswith("test/") for e in split["recordings"]["test"])
+    history = read_history(tmp_path / "first")
+    assert history is not None
+    assert history.best_epoch == {
+        "stage1": result.stage1.best_epoch,
+        "stage2": result.stage2.best_epoch if result.stage2 else None,
+    }
+    assert [e.train_loss for e in history.stages["stage1"]] == list(result.stage1.train_losses)
+    assert [e.validation_loss for e in history.stages["stage2"]] == list(
+        result.stage2.validation_losses if result.stage2 else ()
+    )
 
     # The DCASE convention: ROC figures per machine ID, averaged.
     evaluation = manifest.evaluation

@@ -12,10 +12,11 @@ import torch
 
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import MODEL_FILE
+from service.features.windows import sliding_windows
 from service.scoring.windows import WindowsScorer
 from tests.bundle_factory import sensor_series
 from tests.training.windows.data_files import labels_for
-from training.windows.bundle import export_onnx, write_bundle
+from training.windows.bundle import export_onnx, training_history, write_bundle
 from training.windows.bundle_evaluation import evaluate_bundle
 from training.windows.config import MODEL_KINDS, AnomalyTransformerSize, WindowsConfig
 from training.windows.evaluation import fit_thresholds, metrics_at_thresholds, score_test
@@ -31,7 +32,8 @@ from training.windows.pipeline import (
     train_models,
     validation_scores,
 )
-from training.windows.scoring import scores_for
+from training.windows.preprocess import standardise_part
+from training.windows.scoring import score_windows, scores_for
 from training.windows.series import SensorData, SeriesPart
 
 CONFIG = WindowsConfig(
@@ -153,8 +155,42 @@ def test_a_bundle_scores_in_the_service_as_in_training(
     scores, errors = score_test(model.scoring, data, prepared.stats, CONFIG)
     np.testing.assert_allclose(served.scores, scores, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(served.channel_error, errors, rtol=1e-4, atol=1e-7)
-    metrics = evaluate_bundle(tmp_path, data)
+    metrics = evaluate_bundle(tmp_path, data, "gamma")
     expected = metrics_at_thresholds(scores, data.test_labels, thresholds, CONFIG.window)
     for key in ("f1", "f1_pa", "auc_pr", "vus_pr", "pct_f1"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-6)
     assert metrics["n_anomalous_steps"] == 40
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_model_scores_anomalous_windows_higher(
+    trained: tuple[SensorData, Prepared, dict[str, TrainedModel]], kind: str
+) -> None:
+    data, prepared, models = trained
+    # Steps 400-439 of the test series carry a shifted channel; the rest is normal. Windows
+    # (the unit every model scores) wholly inside it against windows well clear of it.
+    test = standardise_part(data.test[0], prepared.stats).values.astype(np.float32)
+    starts = np.arange(0, test.shape[0] - CONFIG.window + 1, 5)
+    scores = score_windows(models[kind].scoring, sliding_windows(test, starts, CONFIG.window))[0]
+    per_window = scores.mean(axis=1)
+    inside = (starts >= 400) & (starts + CONFIG.window <= 440)
+    clear = (starts + CONFIG.window <= 380) | (starts >= 460)
+    assert inside.sum() == 5
+    assert per_window[inside].min() > per_window[clear].max()
+
+
+def test_the_history_holds_every_epoch_of_the_teacher_and_the_student(
+    trained: tuple[SensorData, Prepared, dict[str, TrainedModel]],
+) -> None:
+    _, _, models = trained
+    student = models["distilled_student"]
+    history = training_history(student)
+    assert list(history.stages) == ["teacher", "student"]
+    assert student.teacher_report is not None
+    for stage, report in (("teacher", student.teacher_report), ("student", student.report)):
+        assert len(history.stages[stage]) == report.epochs_run
+        assert history.best_epoch[stage] == report.best_epoch
+        assert [e.validation_loss for e in history.stages[stage]] == [
+            row["validation"] for row in report.history
+        ]
+    assert list(training_history(models["lstm_ae"]).stages) == ["lstm_ae"]

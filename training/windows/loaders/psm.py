@@ -33,4 +33,5 @@ def load_psm(root: Path) -> SensorData:
         train=(SeriesPart("PSM train", train),),
         test=(SeriesPart("PSM test", test, labels != 0),),
         source=f"PSM at {root}",
+        step_seconds=60.0,
     )

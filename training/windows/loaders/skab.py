@@ -48,4 +48,5 @@ def load_skab(root: Path, groups: tuple[str, ...] | None = None) -> SensorData:
         train=(SeriesPart("anomaly-free", train),),
         test=tuple(test_parts),
         source=f"SKAB ({', '.join(chosen)}) at {data}",
+        step_seconds=1.0,
     )

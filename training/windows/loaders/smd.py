@@ -69,4 +69,5 @@ def load_smd(root: Path, machine: str) -> SensorData:
         test=(SeriesPart(f"{machine} test", test, labels.astype(np.int64) != 0),),
         source=f"SMD {machine} at {root}",
         interpretations=interpretations,
+        step_seconds=60.0,
     )

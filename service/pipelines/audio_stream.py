@@ -1,18 +1,19 @@
-"""Score an audio stream: raw PCM frames in, block verdicts out, the same blocks, scores and
-verdicts as scoring the whole audio as one clip. Blocking: push and finish run in the pool."""
+"""An audio stream -> block verdicts: raw PCM frames in, the blocks, scores and verdicts of the
+same audio scored as one clip out; each stage timed. Blocking: building one (the resampler's
+filter), `push` and `finish` run in the scoring pool."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from service.audio.decode import MAX_FLOAT_AMPLITUDE
 from service.audio.resample import StreamingResampler
 from service.features.logmel import BlockBatch, StreamingBlocker, StreamingLogMel
 from service.metrics import Metrics
-from service.scoring.audio import AudioScorer
-from service.scoring.decision import Decision
+from service.scoring.decision import require_finite
+from service.scoring.detectors import AudioDetector, BlockVerdict
 
 Encoding = Literal["pcm_s16le", "f32le"]
 
@@ -23,43 +24,45 @@ _SAMPLE_TYPES: dict[str, tuple[str, float]] = {
 
 
 class StreamFrameError(ValueError):
-    """A binary frame that does not hold whole samples of the announced format."""
+    """A binary frame that does not hold whole, finite samples of the announced format."""
 
 
-@dataclass(frozen=True)
-class BlockVerdict:
-    index: int
-    start_s: float
-    end_s: float
-    score: float
-    ratio: float
-    anomaly: bool
-
-
-class AudioStreamScorer:
+class AudioStream:
     """One stream's state: resampler, log-mel frames and block assembly carry over between
     frames, so a block split across frames scores as it would in the whole clip."""
 
     def __init__(
         self,
-        scorer: AudioScorer,
+        detector: AudioDetector,
         *,
         sample_rate: int,
         encoding: Encoding,
         channels: int,
+        min_rate: int,
+        max_rate: int,
+        max_resample_factor: int,
         metrics: Metrics,
+        station: str | None = None,
     ) -> None:
-        features = scorer.manifest.features
-        self._scorer = scorer
+        """Raises UnsupportedRateError for a sample rate outside [min_rate, max_rate] or one
+        whose ratio to the model's rate reduces to a factor above max_resample_factor."""
+        features = detector.scorer.manifest.features
+        self._detector = detector
         self._metrics = metrics
+        self._station = station
         self._dtype, self._scale = _SAMPLE_TYPES[encoding]
         self._channels = channels
         self.sample_rate = sample_rate
         self.bytes_per_frame = np.dtype(self._dtype).itemsize * channels
-        self._resampler = StreamingResampler(sample_rate, features.sample_rate)
+        self._resampler = StreamingResampler(
+            sample_rate,
+            features.sample_rate,
+            min_rate=min_rate,
+            max_rate=max_rate,
+            max_factor=max_resample_factor,
+        )
         self._log_mel = StreamingLogMel(features)
         self._blocker = StreamingBlocker(features)
-        self._decision = Decision(scorer.manifest.block_decision.threshold)
 
     def samples_in(self, frame: bytes) -> int:
         """Samples per channel a binary frame holds; StreamFrameError when it is ragged."""
@@ -72,13 +75,15 @@ class AudioStreamScorer:
         return len(frame) // self.bytes_per_frame
 
     def push(self, frame: bytes) -> list[BlockVerdict]:
-        """Verdicts on the blocks this frame completes (possibly none)."""
+        """Verdicts on the blocks this frame completes (possibly none). Raises StreamFrameError
+        and NonFiniteError (features or scores out of range: no verdict)."""
         with self._metrics.time_stage("decode"):
             samples = self._samples(frame)
             resampled = self._resampler.push(samples)
         with self._metrics.time_stage("features"):
             batch = self._blocker.push(self._log_mel.push(resampled))
-        return self._score(batch)
+            require_finite(batch.blocks, "log-mel features")
+        return self._verdicts(batch)
 
     def finish(self) -> list[BlockVerdict]:
         """Verdicts on the blocks the end of the stream completes; the stream is then over."""
@@ -87,34 +92,39 @@ class AudioStreamScorer:
         with self._metrics.time_stage("features"):
             frames = self._log_mel.push(resampled)
             batch = self._blocker.push(np.concatenate([frames, self._log_mel.finish()], axis=1))
-        return self._score(batch)
+            require_finite(batch.blocks, "log-mel features")
+        return self._verdicts(batch)
 
     def _samples(self, frame: bytes) -> np.ndarray:
         self.samples_in(frame)
         values = np.frombuffer(frame, dtype=self._dtype).astype(np.float32) * self._scale
         if not np.all(np.isfinite(values)):
             raise StreamFrameError("the frame holds NaN or infinite samples")
+        loudest = float(np.abs(values).max(initial=0.0))
+        if loudest > MAX_FLOAT_AMPLITUDE:
+            # Refused as a clip's samples are: their spectrum would overflow.
+            raise StreamFrameError(
+                f"the frame holds samples of magnitude {loudest:.3g}; float audio is nominally "
+                f"within [-1, 1] and samples beyond {MAX_FLOAT_AMPLITUDE:g} are refused"
+            )
         if self._channels > 1:
             # The mean of the channels, as clips are mixed down when decoded.
             values = values.reshape(-1, self._channels).mean(axis=1, dtype=np.float32)
         return values
 
-    def _score(self, batch: BlockBatch) -> list[BlockVerdict]:
+    def _verdicts(self, batch: BlockBatch) -> list[BlockVerdict]:
         if len(batch) == 0:
             return []
         with self._metrics.time_stage("model"):
-            scores, _ = self._scorer.score_blocks(batch.blocks)
-        verdicts = []
-        for i, score in enumerate(scores):
-            verdict = self._decision(float(score))
-            verdicts.append(
-                BlockVerdict(
-                    index=int(batch.index[i]),
-                    start_s=float(batch.start_s[i]),
-                    end_s=float(batch.end_s[i]),
-                    score=float(score),
-                    ratio=verdict.ratio,
-                    anomaly=verdict.anomaly,
-                )
-            )
+            scores, _ = self._detector.scorer.score_blocks(batch.blocks)
+        verdicts = self._detector.block_verdicts(
+            int(batch.index[0]), scores, batch.start_s, batch.end_s
+        )
+        self._metrics.record_verdicts(
+            self._detector.scorer.manifest.name,
+            self._station,
+            "stream",
+            [v.anomaly for v in verdicts],
+            [v.ratio for v in verdicts],
+        )
         return verdicts

@@ -1,0 +1,191 @@
+"""HTTP capacity of `auscult serve` with its default settings, driven by `hey` (Debian package
+`hey`; this benchmark needs it on PATH): throughput and p50/p99 latency at 1 to 128 concurrent
+clients posting a real 10 s DCASE clip, goodput and the time of refused requests under overload,
+against the in-process ceiling measured in the same run. Writes benchmarks/results/
+capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
+
+    python -m benchmarks.capacity_http [--seconds 10] [--levels 1,4,16,64,128,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import soundfile as sf
+
+from service.audio.decode import DecodeLimits
+from service.bundle.loader import load_bundle
+from service.metrics import Metrics
+from service.pipelines.audio_clip import score_clip
+from service.scoring.audio import AudioScorer
+from service.scoring.detectors import AudioDetector, OperatingPointChoice
+from service.usable_cpus import usable_cpus
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
+BUNDLE = PROJECT_ROOT / "models" / "uav-propeller"
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "capacity_http.json"
+
+
+def _clip(data_dir: Path) -> Path:
+    """The first real 10 s DCASE 2020 test clip (16 kHz mono PCM16, 320 kB)."""
+    for path in sorted((data_dir / "audio" / "dcase2020_dev").glob("*/test/*.wav")):
+        if sf.info(path).duration == 10.0:
+            return path
+    raise SystemExit(f"no 10 s DCASE clips under {data_dir / 'audio' / 'dcase2020_dev'}")
+
+
+def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
+    """Median seconds to score the clip in this process on one thread: decode, log-mel, model."""
+    scorer = AudioScorer(load_bundle(bundle))
+    detector = AudioDetector.at(scorer, OperatingPointChoice())
+    limits, metrics = DecodeLimits(max_seconds=60), Metrics()
+    times = []
+    for _ in range(repeats + 5):  # the first few warm ONNX Runtime and the caches
+        started = time.perf_counter()
+        score_clip(detector, wav, limits=limits, metrics=metrics)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[5:])
+
+
+@contextmanager
+def served(models: Path, port: int, env: dict[str, str]) -> Iterator[str]:
+    """`auscult serve` with its defaults (one worker per usable CPU) until ready."""
+    command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
+               "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=PROJECT_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the service did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """One `hey` run: every response's time and status, summarised. hey leaves requests that
+    failed without an answer (reset, timeout) out of its CSV; their count is in its summary,
+    which CSV mode does not print, so `answered` is what the figures cover."""
+    command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
+               "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(output)))
+    ok = [float(r["response-time"]) for r in rows if r["status-code"] == "200"]
+    refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
+    others = sorted({r["status-code"] for r in rows} - {"200", "503"})
+    span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
+    return {
+        "clients": clients,
+        "seconds": span,
+        "answered": len(rows),
+        "ok": len(ok),
+        "refused": len(refused),
+        "other_statuses": others,
+        "goodput_per_s": len(ok) / span,
+        "ok_p50_ms": 1e3 * (_percentile(ok, 0.50) or math.nan),
+        "ok_p99_ms": 1e3 * (_percentile(ok, 0.99) or math.nan),
+        "refused_p50_ms": 1e3 * p if (p := _percentile(refused, 0.50)) is not None else None,
+        "refused_p99_ms": 1e3 * p if (p := _percentile(refused, 0.99)) is not None else None,
+    }
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if shutil.which("hey") is None:
+        raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
+    clip = _clip(args.data)
+    wav = clip.read_bytes()
+    levels = [int(level) for level in args.levels.split(",")]
+    cpus = usable_cpus()
+    result: dict[str, Any] = {
+        "clip": str(clip.relative_to(args.data)),
+        "clip_bytes": len(wav),
+        "bundle": f"{BUNDLE.name} (the default bundle, copied to a temporary models folder)",
+        "usable_cpus": cpus,
+        "machine": f"{os.cpu_count()}-core {platform.machine()}, {platform.python_version()}",
+        "load_before": _load(),
+        "seconds_per_level": args.seconds,
+    }
+    before = in_process_seconds(BUNDLE, wav, args.repeats)
+    runs = []
+    with tempfile.TemporaryDirectory() as work:
+        models = Path(work) / "models"
+        shutil.copytree(BUNDLE, models / BUNDLE.name)
+        env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
+        with served(models, args.port, env) as url:
+            score = f"{url}/v1/models/{BUNDLE.name}/score"
+            hey(score, clip, 4, 2.0)  # warm every worker
+            for clients in levels:
+                run = hey(score, clip, clients, args.seconds)
+                run["load_after"] = _load()
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+    after = in_process_seconds(BUNDLE, wav, args.repeats)
+    seconds = statistics.mean([before, after])
+    result |= {
+        "in_process_ms": {"before": 1e3 * before, "after": 1e3 * after},
+        # Every usable CPU scoring clips back to back, with nothing else to do.
+        "in_process_ceiling_per_s": cpus / seconds,
+        "runs": runs,
+        "load_after": _load(),
+    }
+    peak = max(run["goodput_per_s"] for run in runs)
+    result["peak_goodput_per_s"] = peak
+    result["peak_over_ceiling"] = peak / result["in_process_ceiling_per_s"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each hey run")
+    parser.add_argument("--levels", default="1,4,16,64,128,256", help="concurrent clients")
+    parser.add_argument("--repeats", type=int, default=200, help="in-process clips, each side")
+    parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    result = measure(args)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""uvicorn's HTTP protocol (httptools) with two guards against clients that hold connections
+without sending: a deadline for each request head, and a cap on open connections below the
+file-descriptor limit, so that a flood of stalled clients cannot starve health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import resource
+import time
+from typing import Any, cast
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+logger = logging.getLogger(__name__)
+
+# File descriptors kept free of connections: model files, metrics files, logs, the event loop.
+_RESERVED_DESCRIPTORS = 128
+# The soft limit is raised to the hard one, but not past this (each connection costs memory).
+_MAX_DESCRIPTORS = 65536
+_WARN_EVERY_SECONDS = 10.0
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards its hard limit; the soft limit after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, _MAX_DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft
+
+
+def connection_cap() -> int:
+    """Open connections allowed under the current descriptor limit, keeping a reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = _MAX_DESCRIPTORS
+    return max(soft - _RESERVED_DESCRIPTORS, soft // 2)
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """Closes a connection that has not sent a whole request head `header_timeout` seconds
+    after it opened or after its last answer (slowloris). Past `max_connections`, a new
+    connection evicts the one that has waited longest for its current request to arrive in
+    full (a stalled client, or an idle keep-alive one); when every connection is busy being
+    answered, the new one is closed instead. Request bodies have their own deadline (see
+    service/api/body_limit.py)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float,
+        max_connections: int,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._header_timeout = header_timeout
+        self._max_connections = max_connections
+        self._header_timer: asyncio.TimerHandle | None = None
+        # When the request now arriving began to be awaited; None while one is being answered.
+        self.arriving_since: float | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_request()
+        if len(self.connections) > self._max_connections:
+            self._shed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        self.arriving_since = None
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.arriving_since = None
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self._await_request()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request uvicorn cannot parse (e.g. a header name with a ';') never reaches the app:
+        answer it in JSON rather than uvicorn's plain text. Which API the client meant is not
+        known yet, so the one sentence is given under both error shapes: `detail` (/v1) and
+        `error` (the Open Inference Protocol's /v2)."""
+        problem = f"malformed HTTP request: {msg}"
+        body = json.dumps({"detail": problem, "error": problem}).encode("utf-8")
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+            ]
+        )
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def _await_request(self) -> None:
+        self.arriving_since = time.monotonic()
+        self._stop_header_timer()
+        self._header_timer = self.loop.call_later(self._header_timeout, self._header_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _shed(self) -> None:
+        waiting = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedHttpProtocol) and c.arriving_since is not None
+        ]
+        # Never empty: this new connection is waiting for its request too.
+        oldest = min(waiting, key=lambda c: cast(float, c.arriving_since))
+        _warn_over_cap(self._max_connections)
+        oldest.transport.close()
+
+
+_last_warned = -_WARN_EVERY_SECONDS
+
+
+def _warn_over_cap(cap: int) -> None:
+    """One line per interval, not one per connection, under a flood."""
+    global _last_warned
+    now = time.monotonic()
+    if now - _last_warned >= _WARN_EVERY_SECONDS:
+        _last_warned = now
+        logger.warning(
+            "%d connections open: closing the ones that wait longest for their request", cap
+        )
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """What uvicorn's `http` option takes: a factory of GuardedHttpProtocol (a partial, so
+    that it survives the pickling that hands the config to worker processes)."""
+    factory = functools.partial(
+        GuardedHttpProtocol, header_timeout=header_timeout, max_connections=max_connections
+    )
+    return cast(type[asyncio.Protocol], factory)

@@ -1,0 +1,188 @@
+"""Admission control on a real server: while the expected wait for a scoring thread is over
+AUSCULT_MAX_QUEUE_WAIT_SECONDS, a scoring request is refused from its head (503, Retry-After)
+before its body is sent; the connection stays open unless the body will never come."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.config import Settings
+from tests.server import LiveServer, running_server
+from tests.service.clips import clip, small_audio_bundle
+from tests.service.slow_clients import SCORE, read_until_closed
+
+# Generous bounds on waiting for an answer that must come, not measurements.
+ANSWER_S = 30.0
+
+
+def _head(length: int, *, expect_continue: bool = False) -> bytes:
+    expect = "Expect: 100-continue\r\n" if expect_continue else ""
+    return (
+        f"POST {SCORE} HTTP/1.1\r\nHost: test\r\nContent-Type: audio/wav\r\n"
+        f"Content-Length: {length}\r\n{expect}\r\n"
+    ).encode()
+
+
+def _read_response(client: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """One whole response from a connection that stays open: status line, headers, body."""
+    client.settimeout(ANSWER_S)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a whole head: {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    while len(body) < int(headers.get("content-length", "0")):
+        body += client.recv(65536)
+    return status, headers, body
+
+
+def _parse(raw: bytes) -> tuple[str, dict[str, str], dict[str, object]]:
+    head, body = raw.split(b"\r\n\r\n", 1)
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    return status, headers, json.loads(body)
+
+
+@contextmanager
+def _admitted_and_reading(live: LiveServer, length: int) -> Iterator[socket.socket]:
+    """A scoring request that was admitted and is reading its body: uvicorn answers
+    `100 Continue` only once the route asks for the body. The caller sends the body."""
+    client = socket.create_connection((live.host, live.port))
+    try:
+        client.sendall(_head(length, expect_continue=True))
+        status, _, _ = _read_response(client)
+        assert status == "HTTP/1.1 100 Continue"
+        yield client
+    finally:
+        client.close()
+
+
+def _rejections(live: LiveServer) -> float:
+    for line in httpx.get(live.url + "/metrics").text.splitlines():
+        if line.startswith("auscult_pool_rejections_total "):
+            return float(line.split()[1])
+    raise AssertionError("no auscult_pool_rejections_total")
+
+
+@pytest.fixture
+def strict_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """One scoring thread and no wait allowed: any work ahead of a request refuses it."""
+    small_audio_bundle(tmp_path / "fan", name="fan")
+    settings = Settings(
+        models_dir=tmp_path, reload_poll_seconds=0, worker_threads=1, max_queue_wait_seconds=0
+    )
+    with running_server(settings) as live:
+        # One clip scored: the pool knows how long a job takes (before that it admits all).
+        warm = httpx.post(
+            live.url + SCORE, content=clip(2.0), headers={"Content-Type": "audio/wav"}
+        )
+        assert warm.status_code == 200, warm.text
+        yield live
+
+
+def test_a_request_behind_work_over_the_bound_is_refused_before_its_body_is_sent(
+    strict_server: LiveServer,
+) -> None:
+    body = clip(2.0, seed=3)
+    with _admitted_and_reading(strict_server, len(body)) as ahead:
+        probe = socket.create_connection((strict_server.host, strict_server.port))
+        try:
+            probe.sendall(_head(len(body)))  # the head only: the answer comes first
+            status, headers, detail = _read_response(probe)
+            assert status == "HTTP/1.1 503 Service Unavailable"
+            assert headers["retry-after"] == "1"
+            assert "over the limit of 0 s" in json.loads(detail)["detail"]
+            assert _rejections(strict_server) == 1
+            # The connection stays open: the body sent now is dropped, the next request served.
+            assert "connection" not in headers
+            probe.sendall(body + b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert _read_response(probe)[0] == "HTTP/1.1 200 OK"
+        finally:
+            probe.close()
+
+        # The request ahead is still served.
+        ahead.sendall(body)
+        status, _, answer = _read_response(ahead)
+        assert status == "HTTP/1.1 200 OK", answer
+
+    # Nothing ahead any more: the same request is admitted.
+    with _admitted_and_reading(strict_server, len(body)) as again:
+        again.sendall(body)
+        assert _read_response(again)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_refused_client_waiting_for_100_continue_is_answered_and_closed(
+    strict_server: LiveServer,
+) -> None:
+    body = clip(2.0, seed=6)
+    with _admitted_and_reading(strict_server, len(body)):
+        probe = socket.create_connection((strict_server.host, strict_server.port))
+        probe.sendall(_head(len(body), expect_continue=True))
+        # No `100 Continue`: the final answer, and the connection closed (the body never comes).
+        status, headers, _ = _parse(read_until_closed(probe, ANSWER_S))
+        assert status == "HTTP/1.1 503 Service Unavailable"
+        assert headers["connection"] == "close"
+
+
+def test_a_refused_body_sent_at_once_is_dropped_and_the_connection_kept(
+    strict_server: LiveServer,
+) -> None:
+    body = clip(2.0, seed=4)
+    with _admitted_and_reading(strict_server, len(body)) as ahead:
+        client = socket.create_connection((strict_server.host, strict_server.port))
+        try:
+            client.sendall(_head(len(body)) + body)
+            status, headers, _ = _read_response(client)
+            assert status == "HTTP/1.1 503 Service Unavailable"
+            assert "connection" not in headers
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert _read_response(client)[0] == "HTTP/1.1 200 OK"
+        finally:
+            client.close()
+        ahead.sendall(body)
+        assert _read_response(ahead)[0] == "HTTP/1.1 200 OK"
+
+
+def _decoded(live: LiveServer) -> float:
+    for line in httpx.get(live.url + "/metrics").text.splitlines():
+        if line.startswith('auscult_stage_duration_seconds_count{stage="decode"}'):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_a_clip_being_scored_refuses_the_next_one_from_its_head(strict_server: LiveServer) -> None:
+    # A long clip holds the only thread for a while once its body is in and decoded.
+    long_clip = clip(600.0, seed=5)
+    decoded = _decoded(strict_server)
+    with ThreadPoolExecutor(1) as background:
+        scoring = background.submit(
+            httpx.post,
+            strict_server.url + SCORE,
+            content=long_clip,
+            headers={"Content-Type": "audio/wav"},
+            timeout=ANSWER_S,
+        )
+        # Decoded: its whole body was read, so only the job in the pool is ahead now.
+        while _decoded(strict_server) == decoded:
+            assert not scoring.done(), scoring.result().text
+        probe = socket.create_connection((strict_server.host, strict_server.port))
+        probe.sendall(_head(len(long_clip)))
+        try:
+            status, headers, _ = _read_response(probe)
+        finally:
+            probe.close()
+        assert scoring.result().status_code == 200
+    assert status == "HTTP/1.1 503 Service Unavailable"
+    assert int(headers["retry-after"]) >= 1
