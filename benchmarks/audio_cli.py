@@ -7,38 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks.audio_protocol import DATA_DIR, write_results
-
-AUSCULT = Path(sys.executable).with_name("auscult")
-
-
-def _timed(command: list[str]) -> dict[str, Any]:
-    """Run one command; its wall time, the CPU seconds it used, and the load around it."""
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
-    return {
-        "command": " ".join(command),
-        "wall_seconds": wall,
-        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "load_before": load,
-        "load_after": os.getloadavg()[0],
-        "stdout": done.stdout,
-    }
+from benchmarks.processes import AUSCULT, timed
 
 
 def main() -> None:
@@ -50,26 +24,29 @@ def main() -> None:
     bundle = work / "uav"
     try:
         data = str(args.data)
-        train = _timed(
+        train = timed(
             [
                 *(str(AUSCULT), "train", "audio", "--data", data, "--clip-seconds", "10"),
                 # The done-when command itself: its report is timed apart from training.
                 *("--labeled-anomalies", "5", "--out", str(bundle), "--quiet", "--no-report"),
             ]
         )
-        evaluate = _timed(
+        evaluate = timed(
             [str(AUSCULT), "evaluate", "audio", "--bundle", str(bundle), "--data", data, "--json"]
         )
         manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    evaluate["figures"] = json.loads(evaluate["stdout"].strip().splitlines()[-1])
     path = write_results(
         args.out,
         {
             "cpu_cores": os.cpu_count(),
-            "train": train,
-            "evaluate": evaluate,
+            "train": {**train.figures(), "stdout": train.stdout},
+            "evaluate": {
+                **evaluate.figures(),
+                "stdout": evaluate.stdout,
+                "figures": json.loads(evaluate.stdout.strip().splitlines()[-1]),
+            },
             "clip_decision": manifest["clip_decision"],
             "training": manifest["training"],
         },

@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.audio_protocol import DATA_DIR, SEEDS, write_results
+from benchmarks.processes import AUSCULT, timed
 
-AUSCULT = Path(sys.executable).with_name("auscult")
 DCASE_TYPES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
 # name -> the flags beside --data, --out, --seed; everything else at the CLI's defaults.
 SETS: dict[str, list[str]] = {
@@ -44,14 +41,7 @@ def _run(name: str, flags: list[str], seed: int, work: Path) -> dict[str, Any]:
         *(str(AUSCULT), "train", "audio", *flags, "--seed", str(seed)),
         *("--out", str(bundle), "--quiet", "--overwrite", "--no-report"),
     ]
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    run = timed(command)
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     evaluation = manifest["evaluation"]
     points = {}
@@ -70,11 +60,7 @@ def _run(name: str, flags: list[str], seed: int, work: Path) -> dict[str, Any]:
     return {
         "set": name,
         "seed": seed,
-        "command": " ".join(command),
-        "wall_seconds": wall,
-        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "load_before": load,
-        "load_after": os.getloadavg()[0],
+        **run.figures(),
         "default_operating_point": manifest["default_operating_point"],
         "training": manifest["training"],
         "test": {
@@ -87,10 +73,10 @@ def _run(name: str, flags: list[str], seed: int, work: Path) -> dict[str, Any]:
         "points": points,
         "warnings": [
             line.removeprefix("warning: ")
-            for line in done.stdout.splitlines()
+            for line in run.stdout.splitlines()
             if line.startswith("warning: ")
         ],
-        "stdout": done.stdout,
+        "stdout": run.stdout,
     }
 
 

@@ -19,17 +19,14 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import soundfile as sf
 
+from benchmarks.processes import serving
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.metrics import Metrics
@@ -63,30 +60,6 @@ def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
         score_clip(detector, wav, limits=limits, metrics=metrics)
         times.append(time.perf_counter() - started)
     return statistics.median(times[5:])
-
-
-@contextmanager
-def served(models: Path, port: int, env: dict[str, str]) -> Iterator[str]:
-    """`auscult serve` with its defaults (one worker per usable CPU) until ready."""
-    command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
-               "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=PROJECT_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the service did not become ready")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=120)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -149,7 +122,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         models = Path(work) / "models"
         shutil.copytree(BUNDLE, models / BUNDLE.name)
         env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
-        with served(models, args.port, env) as url:
+        # `auscult serve` with its defaults: one worker per usable CPU.
+        with serving(models, args.port, env) as url:
             score = f"{url}/v1/models/{BUNDLE.name}/score"
             hey(score, clip, 4, 2.0)  # warm every worker
             for clients in levels:

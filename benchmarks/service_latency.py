@@ -9,10 +9,7 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,7 @@ import httpx
 import soundfile as sf
 from websockets.sync.client import connect
 
+from benchmarks.processes import free_port, serving
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import AudioManifest, read_manifest
@@ -46,42 +44,18 @@ def _clips(data_dir: Path, count: int) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in chosen[:count]]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _served(models: Path) -> Iterator[str]:
     """`auscult serve` with one scoring thread, as a separate process (its own GIL)."""
-    port = _free_port()
     env = {
-        **os.environ,
         "AUSCULT_WORKER_THREADS": "1",
         "AUSCULT_RELOAD_POLL_SECONDS": "0",
         "OMP_NUM_THREADS": "1",
     }
-    command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
-               "--port", str(port), "--log-level", "warning", "--workers", "1"]  # fmt: skip
-    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the service did not become ready")
-            time.sleep(0.2)
+    with serving(
+        models, free_port(), env, ("--workers", "1"), ready_seconds=120, stop_seconds=60
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def _timed(run: Callable[..., object], *args: object, **kwargs: object) -> float:

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from typing import cast
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.middleware_answers import send_error
 from service.runtime import Runtime
 
 # A refused body up to this size is left for uvicorn to discard as it arrives, keeping the
@@ -77,8 +77,7 @@ async def _refuse(
     headers = {"Retry-After": str(retry_after)}
     if not _body_discarded(scope):
         headers["Connection"] = "close"
-    response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
-    await response(scope, receive, send)
+    await send_error(scope, receive, send, 503, detail, headers)
 
 
 def _body_discarded(scope: Scope) -> bool:

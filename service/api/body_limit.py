@@ -7,8 +7,9 @@ import asyncio
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.middleware_answers import TrackedSend, send_error
 
 # The unread rest of a refused body is not drained: the connection is closed instead.
 _CLOSE = {"Connection": "close"}
@@ -60,7 +61,6 @@ class BodyLimitMiddleware:
         received = 0
         body_complete = False
         deadline = asyncio.get_running_loop().time() + self.deadline_seconds
-        response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received, body_complete
@@ -79,22 +79,14 @@ class BodyLimitMiddleware:
                 body_complete = not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except (BodyTooLargeError, BodyTimeoutError) as error:
-            if response_started:
+            if tracked.started:
                 raise
             await self._refuse(error, scope, receive, send)
 
     @staticmethod
     async def _refuse(error: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": error.detail}, status_code=error.status_code, headers=error.headers
-        )
-        await response(scope, receive, send)
+        await send_error(scope, receive, send, error.status_code, error.detail, error.headers)

@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.middleware_answers import TrackedSend, send_error
 
 logger = logging.getLogger(__name__)
 
@@ -65,25 +67,20 @@ class CancelledAtShutdownMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
             logger.warning("%s %s cut at the shutdown timeout", scope["method"], scope["path"])
-            if response_started:
+            if tracked.started:
                 raise
-            response = JSONResponse(
-                {"detail": "the server is shutting down; retry the request"},
-                status_code=503,
-                headers={**_CLOSE, "Retry-After": "1"},
-            )
             # The task ends right after this answer, so the cancellation is not swallowed for
             # any code that would go on running.
-            await response(scope, receive, send)
+            await send_error(
+                scope,
+                receive,
+                send,
+                503,
+                "the server is shutting down; retry the request",
+                {**_CLOSE, "Retry-After": "1"},
+            )

@@ -65,13 +65,8 @@ class AsyncAuscultClient:
     async def score_bytes(
         self, model: str, data: bytes, *, station: str | None = None
     ) -> ClipVerdict:
-        response = await self._http.post(
-            f"/v1/models/{model}/score",
-            content=data,
-            params=protocol.station_params(station),
-            headers={"Content-Type": protocol.audio_content_type(data)},
-        )
-        return protocol.parsed(response, ClipVerdict)
+        request = protocol.score_request(self._http, model, data, station)
+        return protocol.parsed(await self._http.send(request), ClipVerdict)
 
     async def score_series(
         self,
@@ -82,12 +77,10 @@ class AsyncAuscultClient:
         station: str | None = None,
         top_channels: int | None = None,
     ) -> WindowsVerdict:
-        response = await self._http.post(
-            f"/v1/models/{model}/windows",
-            json=protocol.series_body(samples, channels),
-            params=protocol.station_params(station, top_channels=top_channels),
+        request = protocol.windows_request(
+            self._http, model, samples, channels, station, top_channels
         )
-        return protocol.parsed(response, WindowsVerdict)
+        return protocol.parsed(await self._http.send(request), WindowsVerdict)
 
     def _connect(self, model: str) -> connect:
         return connect(

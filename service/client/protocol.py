@@ -63,18 +63,45 @@ def parsed(response: httpx.Response, model: type[Model]) -> Model:
     )
 
 
-def audio_content_type(data: bytes) -> str:
+def score_request(
+    http: httpx.Client | httpx.AsyncClient, model: str, data: bytes, station: str | None
+) -> httpx.Request:
+    """`POST /v1/models/{model}/score` of a WAV or FLAC file's bytes, for either client to
+    send."""
+    return http.build_request(
+        "POST",
+        f"/v1/models/{model}/score",
+        content=data,
+        params=_station_params(station),
+        headers={"Content-Type": _audio_content_type(data)},
+    )
+
+
+def windows_request(
+    http: httpx.Client | httpx.AsyncClient,
+    model: str,
+    samples: Sequence[Row] | np.ndarray,
+    channels: Sequence[str] | None,
+    station: str | None,
+    top_channels: int | None,
+) -> httpx.Request:
+    """`POST /v1/models/{model}/windows` of a sensor series, for either client to send."""
+    rows = _rows(samples)
+    return http.build_request(
+        "POST",
+        f"/v1/models/{model}/windows",
+        json=rows if channels is None else {"samples": rows, "channels": list(channels)},
+        params=_station_params(station, top_channels=top_channels),
+    )
+
+
+def _audio_content_type(data: bytes) -> str:
     return "audio/flac" if data[:4] == b"fLaC" else "audio/wav"
 
 
-def station_params(station: str | None, **others: Any) -> dict[str, Any]:
+def _station_params(station: str | None, **others: Any) -> dict[str, Any]:
     params = {"station": station, **others}
     return {name: value for name, value in params.items() if value is not None}
-
-
-def series_body(samples: Sequence[Row] | np.ndarray, channels: Sequence[str] | None) -> Any:
-    rows = _rows(samples)
-    return rows if channels is None else {"samples": rows, "channels": list(channels)}
 
 
 def _rows(samples: Iterable[Row] | np.ndarray) -> list[list[float]]:

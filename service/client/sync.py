@@ -65,13 +65,8 @@ class AuscultClient:
 
     def score_bytes(self, model: str, data: bytes, *, station: str | None = None) -> ClipVerdict:
         """Score the bytes of a WAV or FLAC file."""
-        response = self._http.post(
-            f"/v1/models/{model}/score",
-            content=data,
-            params=protocol.station_params(station),
-            headers={"Content-Type": protocol.audio_content_type(data)},
-        )
-        return protocol.parsed(response, ClipVerdict)
+        request = protocol.score_request(self._http, model, data, station)
+        return protocol.parsed(self._http.send(request), ClipVerdict)
 
     def score_series(
         self,
@@ -84,12 +79,10 @@ class AuscultClient:
     ) -> WindowsVerdict:
         """Score a sensor series, rows by channels (`channels` names the columns when they are
         not in the model's order)."""
-        response = self._http.post(
-            f"/v1/models/{model}/windows",
-            json=protocol.series_body(samples, channels),
-            params=protocol.station_params(station, top_channels=top_channels),
+        request = protocol.windows_request(
+            self._http, model, samples, channels, station, top_channels
         )
-        return protocol.parsed(response, WindowsVerdict)
+        return protocol.parsed(self._http.send(request), WindowsVerdict)
 
     def _connect(self, model: str) -> ClientConnection:
         return connect(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,13 @@ from training.audio.pipeline import (
 )
 from training.audio.splits import SplitFractions, unseen_recordings
 from training.audio.stages import FitSettings
+from training.cli_arguments import (
+    HelpWithDefaults,
+    add_bundle_output_flags,
+    fail,
+    positive_float,
+    quantile,
+)
 from training.report.writer import write_report
 
 DATA_HELP = (
@@ -31,38 +37,6 @@ DATA_HELP = (
     "normal_id_XX_N.wav / anomaly_id_XX_N.wav), a DCASE root holding such folders, or a folder "
     "with normal/ and one folder per anomaly class (.wav or .flac; other subfolders are ignored)"
 )
-
-
-class _HelpWithDefaults(argparse.HelpFormatter):
-    """Shows a flag's default unless it has none (None or off)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if action.option_strings and not (
-            default is None or default is False or default == argparse.SUPPRESS
-        ):
-            text += " (default: %(default)s)"
-        return text
-
-
-def _fail(message: str) -> int:
-    print(f"auscult: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _quantile(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -78,7 +52,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
             "or held-out recordings when there are enough), print the false-alarm rate each "
             "operating point predicts, and evaluate the bundle on the test recordings."
         ),
-        formatter_class=_HelpWithDefaults,
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help=DATA_HELP)
     parser.add_argument(
@@ -94,7 +68,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--r",
-        type=_quantile,
+        type=quantile,
         default=0.99,
         metavar="R",
         help="Gamma CDF value of the stage-2 margin a (and of the served thresholds unless "
@@ -102,14 +76,14 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--decision-r",
-        type=_quantile,
+        type=quantile,
         default=None,
         metavar="R",
         help="Gamma CDF value of the served clip and block thresholds (default: --r)",
     )
     parser.add_argument(
         "--false-alarm-rate",
-        type=_quantile,
+        type=quantile,
         default=0.01,
         metavar="RATE",
         help="share of normal clips the 'false_alarm_rate' operating point (the bundle's "
@@ -140,7 +114,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clip-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="cut recordings into clips of this length (the tail shorter than a clip is "
@@ -191,22 +165,22 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "is kept)",
     )
     parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
-    parser.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument(
         "--validation-fraction",
-        type=_quantile,
+        type=quantile,
         default=0.1,
         help="share of normal recordings that check early stopping",
     )
     parser.add_argument(
         "--threshold-fraction",
-        type=_quantile,
+        type=quantile,
         default=0.15,
         help="share of normal recordings held out to fit the served thresholds",
     )
     parser.add_argument(
         "--test-fraction",
-        type=_quantile,
+        type=quantile,
         default=0.25,
         help="share of normal recordings held out for the test (unused with DCASE's test/)",
     )
@@ -216,15 +190,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=1,
         help="torch threads; 1 is reproducible bit for bit and fastest on a shared machine",
     )
-    parser.add_argument(
-        "--no-report",
-        action="store_true",
-        help="do not write the HTML report (BUNDLE/report/index.html, `auscult report`)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a bundle already in --out"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bundle_output_flags(parser)
     parser.set_defaults(handler=run_train)
     return parser
 
@@ -318,7 +284,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = train_audio_bundle(_training_config(args))
     except ValueError as exc:  # DatasetError, and settings the config refuses
-        return _fail(str(exc))
+        return fail(str(exc))
     _print_training(result)
     if args.no_report:
         # A report left from an earlier training of this folder would describe another model.
@@ -328,7 +294,7 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             page = write_report(result.bundle_dir, args.data)
         except (BundleError, ValueError) as exc:  # DatasetError, unreadable audio
-            return _fail(f"the bundle is written but its report is not: {exc}")
+            return fail(f"the bundle is written but its report is not: {exc}")
         print(f"report: {page}")
     return 0
 
@@ -345,7 +311,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
             "as used for training, validation or thresholds are left out unless "
             "--include-seen is given."
         ),
-        formatter_class=_HelpWithDefaults,
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument(
         "--bundle", type=Path, required=True, metavar="BUNDLE_DIR", help="the bundle folder"
@@ -360,7 +326,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clip-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="clip length (default: the one the bundle was trained with)",
@@ -391,13 +357,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle)
         manifest = bundle.manifest
         if not isinstance(manifest, AudioManifest):
-            return _fail(f"bundle {args.bundle} is a {manifest.kind} bundle, not an audio one")
+            return fail(f"bundle {args.bundle} is a {manifest.kind} bundle, not an audio one")
         dataset = open_dataset(
             args.data, args.machine_type, preferred_machine_type=manifest.machine_type
         )
         recordings, note = unseen_recordings(dataset, args.bundle, args.include_seen)
         if not recordings:
-            return _fail(f"{dataset.root} has no recordings the bundle did not see")
+            return fail(f"{dataset.root} has no recordings the bundle did not see")
         report = evaluate_scores(
             score_recordings(
                 bundle, recordings, args.clip_seconds or manifest.training.clip_seconds
@@ -406,7 +372,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             manifest.thresholds(args.operating_point)[0],
         )
     except (BundleError, ValueError) as exc:  # ValueError: DatasetError, unreadable audio
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"bundle: {manifest.name} version {manifest.version} ({manifest.backbone} backbone)")
     print(f"data: {dataset.describe()}")
     print(note)

@@ -56,6 +56,7 @@ from training.audio.stages import (
     TrainingBlocks,
     train_two_stages,
 )
+from training.cli_arguments import check_out
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Training blocks are held in memory: about 1 GiB of float32 at most, whatever the data size.
@@ -129,17 +130,6 @@ def _bundle_name(config: AudioTrainingConfig) -> str:
             "letters, digits, '_', '.' or '-' (choose one with --name)"
         )
     return name
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    existing = [name for name in BUNDLE_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise ValueError(
-            f"--out {out} already holds a bundle ({', '.join(existing)}); "
-            "choose another folder or pass --overwrite"
-        )
 
 
 def _onnx_scores(model_path: Path, blocks: np.ndarray) -> np.ndarray:
@@ -447,7 +437,7 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
             f"the false-alarm rate must lie between 0 and 1, got {config.false_alarm_rate}"
         )
     out = Path(config.out)
-    _check_out(out, config.overwrite)
+    check_out(out, config.overwrite, BUNDLE_FILES)
     dataset = open_dataset(config.data, config.machine_type)
     split = split_recordings(dataset, config.labeled_anomalies, config.fractions, config.seed)
     method = _threshold_method(config, split)

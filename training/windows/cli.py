@@ -8,7 +8,6 @@ import json
 import math
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,18 @@ from service.bundle.manifest import (
     WindowsManifest,
     read_manifest,
     write_manifest,
+)
+from training.cli_arguments import (
+    HelpWithDefaults,
+    add_bundle_output_flags,
+    check_out,
+    fail,
+    non_negative_float,
+    percentile,
+    positive_float,
+    positive_int,
+    quantile,
+    warn,
 )
 from training.report.writer import write_report
 from training.windows.bundle import training_history, write_bundle
@@ -50,50 +61,6 @@ _DEFAULTS = WindowsConfig()
 BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, HISTORY_FILE)
 
 
-class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default unless it has none (None or off), as `train audio` does."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
-            return action.help or ""
-        return super()._get_help_string(action) or ""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
-
-
-def _quantile(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
-
-
-def _percentile(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 100.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 100, got {text}")
-    return value
-
-
 def add_train_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "windows",
@@ -103,7 +70,7 @@ def add_train_parser(subparsers: Any) -> None:
         "of the training data, never on test data: the Gamma inverse CDF at --r, the "
         "--percentile of the held-out scores, and the lowest threshold whose alarm events (runs "
         "of flagged steps) on the held-out blocks stay within --false-alarm-rate.",
-        formatter_class=_HelpWithDefaults,
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument(
         "--data", type=Path, required=True, metavar="DIR", help="the data set's folder"
@@ -121,44 +88,44 @@ def add_train_parser(subparsers: Any) -> None:
     parser.add_argument("--version", default="1", help="the bundle's version")
     parser.add_argument("--model", choices=MODEL_KINDS, default=_DEFAULTS.model, help="the model")
     parser.add_argument(
-        "--window", type=_positive_int, default=_DEFAULTS.window, help="steps per window"
+        "--window", type=positive_int, default=_DEFAULTS.window, help="steps per window"
     )
     parser.add_argument(
         "--stride",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.stride,
         help="steps between the windows the bundle scores (1..window)",
     )
     parser.add_argument(
         "--train-stride",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.train_stride,
         help="steps between training windows",
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, default=_DEFAULTS.fit.max_epochs, help="most epochs"
+        "--epochs", type=positive_int, default=_DEFAULTS.fit.max_epochs, help="most epochs"
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=_DEFAULTS.fit.batch_size, help="mini-batch size"
+        "--batch-size", type=positive_int, default=_DEFAULTS.fit.batch_size, help="mini-batch size"
     )
     parser.add_argument(
         "--lr",
         "--learning-rate",
         dest="learning_rate",
-        type=_positive_float,
+        type=positive_float,
         default=_DEFAULTS.fit.learning_rate,
         help="Adam's learning rate",
     )
     parser.add_argument(
         "--patience",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.fit.patience,
         help="epochs without a better validation loss before training stops (the best epoch "
         "is kept)",
     )
     parser.add_argument(
         "--distill-weight",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=_DEFAULTS.distill_weight,
         help="lambda of the cosine term",
     )
@@ -169,17 +136,17 @@ def add_train_parser(subparsers: Any) -> None:
         help="the cosine per step (across channels) or per window",
     )
     parser.add_argument(
-        "--r", type=_quantile, default=_DEFAULTS.gamma_r, help="Gamma CDF level of the gamma point"
+        "--r", type=quantile, default=_DEFAULTS.gamma_r, help="Gamma CDF level of the gamma point"
     )
     parser.add_argument(
         "--percentile",
-        type=_percentile,
+        type=percentile,
         default=_DEFAULTS.percentile,
         help="held-out score percentile of the percentile point",
     )
     parser.add_argument(
         "--false-alarm-rate",
-        type=_positive_float,
+        type=positive_float,
         metavar="RATE",
         help="alarm events allowed per hour of normal signal where the step interval is known "
         "(SMD, PSM: 60 s; SKAB: 1 s; --step-seconds), else per 10,000 steps; the bundle serves "
@@ -187,13 +154,13 @@ def add_train_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--step-seconds",
-        type=_positive_float,
+        type=positive_float,
         help="seconds between steps, where the data format does not say (csv)",
     )
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch threads; 1 is fastest for these small models on a shared machine",
     )
@@ -202,15 +169,7 @@ def add_train_parser(subparsers: Any) -> None:
         action="store_true",
         help="skip evaluating the bundle on the data set's labelled test parts",
     )
-    parser.add_argument(
-        "--no-report",
-        action="store_true",
-        help="do not write the HTML report (BUNDLE/report/index.html, `auscult report`)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a bundle already in --out"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bundle_output_flags(parser)
     parser.set_defaults(handler=train)
 
 
@@ -223,7 +182,7 @@ def add_evaluate_parser(subparsers: Any) -> None:
         "figures (false alarms per 1,440 normal steps and per hour where the step interval is "
         "known, share of labelled segments alarmed, steps to the first alarm) at every "
         "operating point of the bundle.",
-        formatter_class=_HelpWithDefaults,
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE_DIR")
     parser.add_argument("--data", type=Path, required=True, metavar="DIR")
@@ -247,30 +206,10 @@ def _default_name(data_format: str, subset: str | None, model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)[:64]
 
 
-def _fail(message: str) -> int:
-    print(f"auscult: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    existing = [name for name in BUNDLE_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise ValueError(
-            f"--out {out} already holds a bundle ({', '.join(existing)}); "
-            "choose another folder or pass --overwrite"
-        )
-
-
 def train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
-        _check_out(args.out, args.overwrite)
+        check_out(args.out, args.overwrite, BUNDLE_FILES)
         config = WindowsConfig(
             model=args.model,
             window=args.window,
@@ -295,7 +234,7 @@ def train(args: argparse.Namespace) -> int:
             data = dataclasses.replace(data, step_seconds=args.step_seconds)
         return _train(args, config, data)
     except (ValueError, FileNotFoundError, ManifestError, BundleError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
 
 def _describe_point(point: OperatingPoint, units: tuple[str, ...]) -> str:
@@ -325,7 +264,7 @@ def _train(args: argparse.Namespace, config: WindowsConfig, data: SensorData) ->
         "the held-out part of the training data", np.concatenate(held_out), unit_scale
     )
     if warning:
-        _warn(warning)
+        warn(warning)
     trained = train_models(prepared, config, [config.model], args.seed)[config.model]
     history = training_history(trained)
     for stage, epochs in history.stages.items():
@@ -337,7 +276,7 @@ def _train(args: argparse.Namespace, config: WindowsConfig, data: SensorData) ->
     )
     budget = thresholds.budget_fit
     if budget is not None and budget.unresolved:
-        _warn(
+        warn(
             f"the held-out training data ({sum(v.shape[0] for v in held_out)} steps) are too "
             f"short to resolve a budget of {thresholds.budget.describe()}: it allows "
             f"{budget.allowed_events:.2f} alarms there, so the false_alarm_rate threshold sits "
@@ -370,7 +309,7 @@ def _train(args: argparse.Namespace, config: WindowsConfig, data: SensorData) ->
     if not args.no_evaluate and data.test:
         result = evaluate_bundle_in_full(args.out, data)
         for message in result.warnings:
-            _warn(message)
+            warn(message)
         write_manifest(
             args.out,
             manifest.model_copy(update={"evaluation": as_evaluation(result.metrics, data)}),
@@ -449,9 +388,9 @@ def evaluate(args: argparse.Namespace) -> int:
         data = load_data(data_format, args.data, subset)
         result = evaluate_bundle_in_full(args.bundle, data, args.operating_point)
     except (ValueError, FileNotFoundError, ManifestError, BundleError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for message in result.warnings:
-        _warn(message)
+        warn(message)
     if args.json:
         document: dict[str, Any] = {
             "operating_point": result.operating_point,

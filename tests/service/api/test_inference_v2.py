@@ -12,13 +12,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from service.bundle.manifest import AudioManifest, read_manifest
-from service.config import Settings
-from tests.bundle_factory import machine_sound, make_windows_bundle, sensor_series
-from tests.server import LiveServer, running_server
+from tests.bundle_factory import machine_sound, sensor_series
+from tests.server import LiveServer
 from tests.service.clips import RATE, clip, encode, small_audio_bundle
+from tests.service.served import fan_and_press, keyed_server
 
 tritonhttp = pytest.importorskip("tritonclient.http")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
@@ -35,23 +34,15 @@ def _key() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    small_audio_bundle(folder / "fan-1", name="fan", version="1")
+    folder = fan_and_press(tmp_path_factory.mktemp("models"), CHANNELS)
     # Version 2 is served; its thresholds differ, so which version answered shows.
     small_audio_bundle(folder / "fan-2", name="fan", version="2", threshold_scale=3.0)
-    make_windows_bundle(folder / "press", name="press", channels=CHANNELS, window=20, stride=5)
     return folder
 
 
 @pytest.fixture(scope="module")
 def server(models: Path) -> Iterator[LiveServer]:
-    settings = Settings(
-        models_dir=models,
-        reload_poll_seconds=0,
-        api_keys=[SecretStr(KEY)],
-        max_body_bytes=MAX_BODY,
-    )
-    with running_server(settings) as live:
+    with keyed_server(models, KEY, max_body_bytes=MAX_BODY) as live:
         yield live
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from service.client import (
     AsyncAuscultClient,
@@ -22,10 +21,10 @@ from service.client import (
     SensorSteps,
     StreamClosedError,
 )
-from service.config import Settings
-from tests.bundle_factory import machine_sound, make_windows_bundle, sensor_series
-from tests.server import LiveServer, running_server
-from tests.service.clips import encode, small_audio_bundle
+from tests.bundle_factory import machine_sound, sensor_series
+from tests.server import LiveServer
+from tests.service.clips import encode
+from tests.service.served import fan_and_press, keyed_server
 
 KEY = "client-test-key-0123456789"
 CHANNELS = 3
@@ -35,21 +34,12 @@ BUFFER_BYTES = 64 * 1024
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    small_audio_bundle(folder / "fan", name="fan", version="1")
-    make_windows_bundle(folder / "press", name="press", channels=CHANNELS, window=20, stride=5)
-    return folder
+    return fan_and_press(tmp_path_factory.mktemp("models"), CHANNELS)
 
 
 @pytest.fixture(scope="module")
 def server(models: Path) -> Iterator[LiveServer]:
-    settings = Settings(
-        models_dir=models,
-        reload_poll_seconds=0,
-        api_keys=[SecretStr(KEY)],
-        ws_buffer_bytes=BUFFER_BYTES,
-    )
-    with running_server(settings) as live:
+    with keyed_server(models, KEY, ws_buffer_bytes=BUFFER_BYTES) as live:
         yield live
 
 

@@ -1,0 +1,101 @@
+"""The project's own commands run from a benchmark: one `auscult` command timed with the CPU it
+used and the load around it, and `auscult serve` as a separate process until it is ready."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+AUSCULT = Path(sys.executable).with_name("auscult")
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    command: str
+    wall_seconds: float
+    cpu_seconds: float
+    load_before: float
+    load_after: float
+    stdout: str
+
+    def figures(self) -> dict[str, Any]:
+        """Everything but the output, in the order the results files keep."""
+        return {
+            "command": self.command,
+            "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "load_before": self.load_before,
+            "load_after": self.load_after,
+        }
+
+
+def timed(command: list[str]) -> TimedRun:
+    """Run one command to its end; exits the benchmark with its stderr if it fails."""
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    return TimedRun(
+        command=" ".join(command),
+        wall_seconds=wall,
+        cpu_seconds=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        load_before=load,
+        load_after=os.getloadavg()[0],
+        stdout=done.stdout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(
+    models: Path,
+    port: int,
+    env: Mapping[str, str],
+    options: Sequence[str] = (),
+    *,
+    ready_seconds: float = 180.0,
+    stop_seconds: float = 120.0,
+) -> Iterator[str]:
+    """`auscult serve --models MODELS --port PORT OPTIONS` with `env` added to this process's
+    environment; yields its URL once /readyz answers 200, and stops it on exit."""
+    command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
+               "--port", str(port), "--log-level", "warning", *options]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=PROJECT_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_seconds
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the service did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=stop_seconds)
