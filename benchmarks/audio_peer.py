@@ -11,7 +11,6 @@ from pyod.models.audio_ae import AudioAE
 from benchmarks.audio_protocol import SAMPLE_RATE
 from training.audio.clips import Clip, iter_clips
 from training.audio.datasets import Recording
-from training.thresholds import gamma_threshold
 
 
 def fit_peer(train_normal: Sequence[Recording], clip_seconds: float | None, seed: int) -> AudioAE:
@@ -21,15 +20,6 @@ def fit_peer(train_normal: Sequence[Recording], clip_seconds: float | None, seed
     peer = AudioAE(n_mels=64, context=5, sr=SAMPLE_RATE, random_state=seed, device="cpu")
     peer.fit(clips)
     return peer
-
-
-def peer_threshold(
-    peer: AudioAE, threshold_normal: Sequence[Recording], clip_seconds: float | None, r: float
-) -> float:
-    """Auscult's rule for the peer: a Gamma fitted to its clip scores of the held-out normal
-    recordings Auscult's thresholds come from, cut at CDF r, so the false alarms compare."""
-    held_out = peer_scores(peer, list(iter_clips(threshold_normal, SAMPLE_RATE, clip_seconds)))
-    return gamma_threshold(held_out, r, "AudioAE clip scores of held-out normal clips").threshold
 
 
 def peer_scores(peer: AudioAE, clips: Sequence[Clip | np.ndarray]) -> np.ndarray:
