@@ -11,13 +11,12 @@ from training.report.figures import (
     ScorePanel,
     band_error_figure,
     block_scores_figure,
-    roc_figure,
     save,
     score_histograms,
 )
-from training.report.page import Section, figure, image, number, paragraph, table, text
+from training.report.page import Section, figure, image, number, paragraph, roc_section, table, text
 from training.report.points import ShownPoint
-from training.report.roc import RocCurve, roc_of
+from training.report.roc import roc_of
 
 
 def _measured(held_out: HeldOutScores, points: list[ShownPoint]) -> Section:
@@ -99,18 +98,6 @@ def _scores(data: AudioReportData, held_out: HeldOutScores, folder: Path) -> Sec
     return Section("scores", "Score distributions", body)
 
 
-def _roc(roc: RocCurve | None, folder: Path) -> Section:
-    if roc is None:
-        body = paragraph("The scored clips hold only one class: no ROC curve.", note=True)
-    else:
-        save(roc_figure(roc), folder / "roc.png")
-        body = paragraph(
-            f"All scored clips pooled: AUC {figure('auc', roc.auc)}, pAUC (false-positive rate "
-            f"up to {roc.max_fpr:g}) {figure('pauc', roc.pauc)}."
-        ) + image("roc.png", "ROC curve of the clip scores")
-    return Section("roc", "ROC curve", body)
-
-
 def _clip(data: AudioReportData, detail: ClipDetail, folder: Path) -> Section:
     thresholds = {p.name: p.thresholds["block"] for p in data.points}
     save(block_scores_figure(detail.score, thresholds, detail.name), folder / "clip_blocks.png")
@@ -136,7 +123,7 @@ def audio_sections(data: AudioReportData, folder: Path) -> tuple[list[Section], 
         sections += [
             _measured(held_out, data.points),
             _scores(data, held_out, folder),
-            _roc(roc, folder),
+            roc_section(roc, folder, scored="scored clips", pooled="All scored clips pooled"),
         ]
         summary = {
             "clips": {

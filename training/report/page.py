@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.bundle.manifest import AudioManifest, TrainingHistory, WindowsManifest
-from training.report.figures import loss_figure, save
+from training.report.figures import loss_figure, roc_figure, save
 from training.report.points import ShownPoint
+from training.report.roc import RocCurve
 
 INDEX_FILE = "index.html"
 
@@ -168,3 +169,17 @@ def training_section(history: TrainingHistory | None, folder: Path) -> Section:
         )
         body = paragraph(text(stages)) + image("loss.png", "training and validation loss per epoch")
     return Section("training", "Training and validation loss", body)
+
+
+def roc_section(roc: RocCurve | None, folder: Path, *, scored: str, pooled: str) -> Section:
+    """The ROC curve with AUC and pAUC of `scored` ("scored clips", "test steps"), described as
+    `pooled` ("All scored clips pooled"); a note instead where they hold one class only."""
+    if roc is None:
+        body = paragraph(f"The {scored} hold only one class: no ROC curve.", note=True)
+    else:
+        save(roc_figure(roc), folder / "roc.png")
+        body = paragraph(
+            f"{pooled}: AUC {figure('auc', roc.auc)}, pAUC (false-positive rate up to "
+            f"{roc.max_fpr:g}) {figure('pauc', roc.pauc)}."
+        ) + image("roc.png", f"ROC curve of the {scored}' scores")
+    return Section("roc", "ROC curve", body)

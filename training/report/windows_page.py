@@ -7,9 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from training.report.figures import ScorePanel, roc_figure, save, score_histograms, series_figure
-from training.report.page import Section, figure, image, number, paragraph, table, text
-from training.report.roc import RocCurve, roc_of
+from training.report.figures import ScorePanel, save, score_histograms, series_figure
+from training.report.page import Section, figure, image, number, paragraph, roc_section, table, text
+from training.report.roc import roc_of
 from training.report.windows_data import TestScores, WindowsReportData
 from training.windows.metrics import anomaly_segments
 
@@ -76,18 +76,6 @@ def _scores(data: WindowsReportData, test: TestScores, folder: Path) -> Section:
     return Section("scores", "Score distributions", body)
 
 
-def _roc(roc: RocCurve | None, folder: Path) -> Section:
-    if roc is None:
-        body = paragraph("The test steps hold only one class: no ROC curve.", note=True)
-    else:
-        save(roc_figure(roc), folder / "roc.png")
-        body = paragraph(
-            f"Point-wise over all test steps: AUC {figure('auc', roc.auc)}, pAUC (false-positive "
-            f"rate up to {roc.max_fpr:g}) {figure('pauc', roc.pauc)}."
-        ) + image("roc.png", "ROC curve of the step scores")
-    return Section("roc", "ROC curve", body)
-
-
 def _series(data: WindowsReportData, test: TestScores, folder: Path) -> Section:
     thresholds = {p.name: p.thresholds["step"] for p in data.points}
     segments = anomaly_segments(test.anomalous)
@@ -109,7 +97,7 @@ def windows_sections(data: WindowsReportData, folder: Path) -> tuple[list[Sectio
     sections = [
         _measured(data, test),
         _scores(data, test, folder),
-        _roc(roc, folder),
+        roc_section(roc, folder, scored="test steps", pooled="Point-wise over all test steps"),
         _series(data, test, folder),
     ]
     summary = {
