@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from uvicorn.config import LOGGING_CONFIG
 from service.config import Settings
 from service.http_protocol import connection_cap, guarded_protocol, raise_descriptor_limit
 from service.metrics import MULTIPROC_ENV
+from service.run_folders import shared_run_folder
 from service.usable_cpus import usable_cpus
 from service.worker_sync import worker_sync_folder
 
@@ -115,21 +114,8 @@ def app_from_environment() -> FastAPI:
 def shared_metrics_folder() -> Iterator[str]:
     """A clean PROMETHEUS_MULTIPROC_DIR shared by the workers: the one given (its old .db files
     removed, as prometheus-client requires) or a fresh temporary folder removed afterwards."""
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):
-            stale.unlink()
-        yield str(folder)
-        return
-    folder = Path(tempfile.mkdtemp(prefix="auscult-metrics-"))
-    os.environ[MULTIPROC_ENV] = str(folder)
-    try:
-        yield str(folder)
-    finally:
-        del os.environ[MULTIPROC_ENV]
-        shutil.rmtree(folder, ignore_errors=True)
+    with shared_run_folder(MULTIPROC_ENV, "auscult-metrics-", "*.db") as folder:
+        yield folder
 
 
 @dataclass(frozen=True)

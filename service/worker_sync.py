@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.metrics import multiprocess_dir
+from service.run_folders import shared_run_folder
 
 if TYPE_CHECKING:  # `auscult serve` imports this module before any worker loads ONNX Runtime
     from service.registry import ModelRegistry, RefreshReport
@@ -222,18 +221,5 @@ def worker_sync_folder() -> Iterator[str]:
     """The folder the workers of one `auscult serve` share: the one given in
     AUSCULT_WORKER_SYNC_DIR (cleared of old status files) or a fresh temporary folder removed
     afterwards."""
-    given = os.environ.get(SYNC_DIR_ENV)
-    if given:
-        folder = Path(given)
-        (folder / _WORKERS_DIR).mkdir(parents=True, exist_ok=True)
-        for stale in (folder / _WORKERS_DIR).glob("*.json"):
-            stale.unlink()
-        yield str(folder)
-        return
-    folder = Path(tempfile.mkdtemp(prefix="auscult-workers-"))
-    os.environ[SYNC_DIR_ENV] = str(folder)
-    try:
-        yield str(folder)
-    finally:
-        del os.environ[SYNC_DIR_ENV]
-        shutil.rmtree(folder, ignore_errors=True)
+    with shared_run_folder(SYNC_DIR_ENV, "auscult-workers-", f"{_WORKERS_DIR}/*.json") as folder:
+        yield folder

@@ -1,0 +1,34 @@
+"""Folders the worker processes of one `auscult serve` share, named to them by an environment
+variable: the one an operator gave (with what an earlier run left in it removed) or a fresh
+temporary folder removed when the server stops."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def shared_run_folder(env_name: str, prefix: str, stale: str) -> Iterator[str]:
+    """The folder in `env_name`, its files matching the relative glob `stale` removed (their
+    parent folder created), or a new one under the temporary folder set in `env_name` for the
+    workers while the server runs."""
+    given = os.environ.get(env_name)
+    if given:
+        folder = Path(given)
+        (folder / stale).parent.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(stale):
+            old.unlink()
+        yield str(folder)
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ[env_name] = str(folder)
+    try:
+        yield str(folder)
+    finally:
+        del os.environ[env_name]
+        shutil.rmtree(folder, ignore_errors=True)
