@@ -34,6 +34,7 @@ from tests.docs.examples import (
 from tests.docs.static_checks import check_python, check_shell
 from tests.realdata import DATA_DIR
 from tests.server import ServeProcess, serve_process
+from tests.service.clips import clip
 
 BLOCKS = all_code_blocks()
 _DOCS_HOST = "localhost:8000"
@@ -206,6 +207,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     models = folder / "models"
     shutil.copytree(PROJECT_ROOT / "models" / "uav-propeller", models / "uav-propeller")
     with serve_process(models, folder / "serve.log", env={"AUSCULT_DRAIN_SECONDS": "0"}) as running:
+        # The metrics examples read counts that exist once a clip has been scored; a generated
+        # clip scores one whether or not the real data (the other examples' clips) are present.
+        httpx.post(
+            f"{running.url}/v1/models/uav-propeller/score",
+            content=clip(2.0),
+            headers={"Content-Type": "audio/wav"},
+            timeout=60,
+        ).raise_for_status()
         yield running
 
 
