@@ -26,7 +26,13 @@ from training.audio.evaluation import (
     evaluate_scores,
     score_recordings,
 )
-from training.audio.pipeline import AudioTrainingConfig, AudioTrainingResult, train_audio_bundle
+from training.audio.model import BlockScore
+from training.audio.pipeline import (
+    AudioModel,
+    AudioTrainingConfig,
+    AudioTrainingResult,
+    train_audio_bundle,
+)
 from training.audio.splits import split_recordings
 from training.audio.stages import FitSettings
 
@@ -66,9 +72,16 @@ def fixed_test(data: DataSet, seed: int) -> tuple[Recording, ...]:
 
 
 def train(
-    data: DataSet, labelled: int, backbone: Backbone, seed: int, out: Path
+    data: DataSet,
+    labelled: int,
+    backbone: Backbone,
+    seed: int,
+    out: Path,
+    score: BlockScore = "reconstruction",
+    model: AudioModel = "autoencoder",
 ) -> AudioTrainingResult:
-    """One bundle through `train_audio_bundle`, with the CLI's defaults and one torch thread."""
+    """One bundle through `train_audio_bundle`, with the CLI's defaults but for the backbone,
+    the block score and the model, and one torch thread."""
     config = AudioTrainingConfig(
         data=data.path,
         out=out,
@@ -77,6 +90,8 @@ def train(
         machine_type=data.machine_type,
         clip_seconds=data.clip_seconds,
         backbone=backbone,
+        score=score,
+        model=model,
         sample_rate=SAMPLE_RATE,
         stage1=FitSettings(max_epochs=100, patience=10, quiet=True),
         stage2=FitSettings(max_epochs=50, patience=10, quiet=True),
@@ -86,6 +101,14 @@ def train(
         overwrite=True,
     )
     return train_audio_bundle(config)
+
+
+def model_name(backbone: str, score: BlockScore, model: AudioModel = "autoencoder") -> str:
+    """How result rows name an Auscult model: the backbone, and the block score unless it is
+    the paper's reconstruction error, or the comparator and its backbone."""
+    if model != "autoencoder":
+        return f"{model} {backbone}"
+    return f"auscult {backbone}" + ("" if score == "reconstruction" else f" {score}")
 
 
 def check_unseen(result: AudioTrainingResult, test: Sequence[Recording]) -> None:

@@ -24,6 +24,7 @@ from benchmarks.audio_protocol import (
     evaluate,
     figures,
     fixed_test,
+    model_name,
     scored_clips,
     train,
     write_results,
@@ -31,6 +32,8 @@ from benchmarks.audio_protocol import (
 from training.audio.backbones import BACKBONES, Backbone
 from training.audio.clips import iter_clips
 from training.audio.evaluation import evaluate_scores
+from training.audio.model import BLOCK_SCORES, BlockScore
+from training.audio.pipeline import AUDIO_MODELS, AudioModel
 
 # 5 s clips: a DCASE type's single threshold recording then gives the two clips a Gamma fit
 # needs. Half the anomalous recordings (rounded up) stay in every test.
@@ -65,21 +68,36 @@ def _counts(data: DataSet) -> list[int]:
 
 
 def run_data_set(
-    data: DataSet, backbones: list[Backbone], seeds: list[int], work: Path
+    data: DataSet,
+    backbones: list[Backbone],
+    seeds: list[int],
+    work: Path,
+    counts: list[int] | None = None,
+    score: BlockScore = "reconstruction",
+    model: AudioModel = "autoencoder",
+    peer: bool = True,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     layout = data.open().layout
     for seed in seeds:
         test = fixed_test(data, seed)
         for backbone in backbones:
-            for labelled in _counts(data):
+            for labelled in counts if counts is not None else _counts(data):
                 load = os.getloadavg()[0]
-                result = train(data, labelled, backbone, seed, work / f"{data.name}-{backbone}")
+                result = train(
+                    data, labelled, backbone, seed, work / f"{data.name}-{backbone}", score, model
+                )
                 check_unseen(result, test)
+                started = time.perf_counter()
+                evaluated = figures(evaluate(result.bundle_dir, test, data, layout))
+                scoring = (time.perf_counter() - started) / (
+                    evaluated["test_normal_clips"] + evaluated["test_anomalous_clips"]
+                )
                 rows.append(
                     {
                         "data": data.name,
-                        "model": f"auscult {backbone}",
+                        "model": model_name(backbone, score, model),
+                        "score": score,
                         "labelled": labelled,
                         "all_available": labelled == data.max_labelled,
                         "seed": seed,
@@ -91,18 +109,25 @@ def run_data_set(
                         "stage1_epochs": result.stage1.best_epoch,
                         "stage2_epochs": result.stage2.best_epoch if result.stage2 else None,
                         "r": result.manifest.clip_decision.r,
-                        **figures(evaluate(result.bundle_dir, test, data, layout)),
+                        # Scoring through the bundle as served (log-mel and ONNX Runtime), per
+                        # clip, at the load above.
+                        "score_seconds_per_clip": scoring,
+                        **evaluated,
                     }
                 )
                 print(rows[-1], flush=True)
+        if not peer:
+            continue
         # Every run of a seed has the same normal split, so the last run's serves the peer.
         load, started = os.getloadavg()[0], time.perf_counter()
         peer = fit_peer([r for r in result.split.train if not r.is_anomaly], CLIP_SECONDS, seed)
         seconds = time.perf_counter() - started
         clips = list(iter_clips(test, SAMPLE_RATE, CLIP_SECONDS))
+        started = time.perf_counter()
         scored = scored_clips(
             test, [(c.recording.recording_id, c.index) for c in clips], peer_scores(peer, clips)
         )
+        scoring = (time.perf_counter() - started) / len(clips)
         # Auscult's thresholds are fitted out of fold, with no held-out threshold recordings the
         # peer could be cut on the same way: it is compared on AUC and pAUC alone (any valid
         # threshold; the figures that depend on it are dropped).
@@ -119,6 +144,7 @@ def run_data_set(
                 "train_seconds": seconds,
                 "load_before": load,
                 "r": None,
+                "score_seconds_per_clip": scoring,
                 **report,
             }
         )
@@ -132,13 +158,28 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--out", default="audio_sweep", help="results file name (no suffix)")
+    parser.add_argument(
+        "--counts", type=int, nargs="+", default=None, help="labelled counts (default: all)"
+    )
+    parser.add_argument("--score", choices=BLOCK_SCORES, default="reconstruction")
+    parser.add_argument("--model", choices=AUDIO_MODELS, default="autoencoder")
+    parser.add_argument("--no-peer", action="store_true", help="leave PyOD's AudioAE out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load, started = os.getloadavg()[0], time.perf_counter()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work:
         for name in args.data:
-            rows += run_data_set(DATA_SETS[name], args.backbones, args.seeds, Path(work))
+            rows += run_data_set(
+                DATA_SETS[name],
+                args.backbones,
+                args.seeds,
+                Path(work),
+                args.counts,
+                args.score,
+                args.model,
+                not args.no_peer,
+            )
             # Rewritten after every data set, so a long run leaves its finished ones behind.
             path = write_results(
                 args.out,

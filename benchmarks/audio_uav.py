@@ -25,6 +25,7 @@ from benchmarks.audio_protocol import (
     check_unseen,
     figures,
     fixed_test,
+    model_name,
     part_path,
     run_shards,
     scored_clips,
@@ -35,10 +36,11 @@ from benchmarks.audio_protocol import (
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import AudioManifest
 from service.scoring.audio import AudioScorer
-from training.audio.backbones import BACKBONES
+from training.audio.backbones import BACKBONES, Backbone
 from training.audio.clips import Clip, iter_clips
 from training.audio.datasets import Recording
 from training.audio.evaluation import evaluate_scores
+from training.audio.model import BLOCK_SCORES, BlockScore
 
 UAV = DataSet("uav_propeller", DATA_DIR / "audio" / "uav_propeller", None, 10.0, test_anomalies=14)
 LABELLED = 5
@@ -127,6 +129,10 @@ def _peer_row(
     started = time.perf_counter()
     peer = fit_peer(train_normal, UAV.clip_seconds, seed)
     seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    evaluated = _evaluate_all(
+        lambda samples: peer_scores(peer, samples), {}, None, clips, conditions
+    )
     return {
         "model": "pyod AudioAE",
         "stage": 1,
@@ -135,27 +141,47 @@ def _peer_row(
         "train_seconds": seconds,
         "load_before": load,
         "r": None,
-        "conditions": _evaluate_all(
-            lambda samples: peer_scores(peer, samples), {}, None, clips, conditions
-        ),
+        "score_seconds_per_clip": (time.perf_counter() - started) / (len(clips) * len(conditions)),
+        "conditions": evaluated,
     }
 
 
-def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[dict[str, Any]]:
+def run_seed(
+    seed: int,
+    pool: list[tuple[str, np.ndarray]],
+    work: Path,
+    backbones: tuple[Backbone, ...] = BACKBONES,
+    counts: tuple[int, ...] = (0, LABELLED),
+    score: BlockScore = "reconstruction",
+    peer: bool = True,
+) -> list[dict[str, Any]]:
     test = fixed_test(UAV, seed)
     clips = list(iter_clips(test, SAMPLE_RATE, UAV.clip_seconds))
     conditions = _conditions(clips, pool, seed)
     rows: list[dict[str, Any]] = []
-    for backbone in BACKBONES:
-        for labelled in (0, LABELLED):
+    for backbone in backbones:
+        for labelled in counts:
             load = os.getloadavg()[0]
-            result = train(UAV, labelled, backbone, seed, work / f"{backbone}-{labelled}-{seed}")
+            result = train(
+                UAV, labelled, backbone, seed, work / f"{backbone}-{labelled}-{seed}", score
+            )
             check_unseen(result, test)
             manifest = result.manifest
             thresholds = {p.name: p.thresholds["clip"] for p in manifest.operating_points}
+            started = time.perf_counter()
+            scorer = AudioScorer(load_bundle(result.bundle_dir))
+            evaluated = _evaluate_all(
+                _bundle_scores(scorer),
+                thresholds,
+                manifest.default_operating_point,
+                clips,
+                conditions,
+            )
+            n_scored = len(clips) * len(conditions)
             rows.append(
                 {
-                    "model": f"auscult {backbone}",
+                    "model": model_name(backbone, score),
+                    "score": score,
                     "stage": 2 if labelled else 1,
                     "labelled": labelled,
                     "seed": seed,
@@ -167,21 +193,19 @@ def run_seed(seed: int, pool: list[tuple[str, np.ndarray]], work: Path) -> list[
                     "r": manifest.clip_decision.r,
                     "default_operating_point": manifest.default_operating_point,
                     "operating_points": _operating_points(manifest),
-                    "conditions": _evaluate_all(
-                        _bundle_scores(AudioScorer(load_bundle(result.bundle_dir))),
-                        thresholds,
-                        manifest.default_operating_point,
-                        clips,
-                        conditions,
-                    ),
+                    # Scoring cost through the bundle, as served: decode excluded, log-mel and
+                    # ONNX Runtime included, per 10 s clip, at the load above.
+                    "score_seconds_per_clip": (time.perf_counter() - started) / n_scored,
+                    "conditions": evaluated,
                 }
             )
             print(rows[-1], flush=True)
-    # Every run of a seed has the same normal split, so the last run's serves the peer.
-    rows.append(
-        _peer_row(seed, [r for r in result.split.train if not r.is_anomaly], clips, conditions)
-    )
-    print(rows[-1], flush=True)
+    if peer:
+        # Every run of a seed has the same normal split, so the last run's serves the peer.
+        rows.append(
+            _peer_row(seed, [r for r in result.split.train if not r.is_anomaly], clips, conditions)
+        )
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -189,6 +213,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--out", default="audio_uav", help="results file name (no suffix)")
+    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument(
+        "--labelled", type=int, nargs="+", default=[0, LABELLED], help="labelled counts trained"
+    )
+    parser.add_argument("--score", choices=BLOCK_SCORES, default="reconstruction")
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="leave PyOD's AudioAE out (its rows of the same seeds are in audio_uav.json)",
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -199,7 +233,11 @@ def main() -> None:
     parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.jobs > 1:
-        merged, metadata = run_shards("benchmarks.audio_uav", [], args.seeds, args.jobs)
+        forwarded = ["--out", args.out, "--backbones", *args.backbones, "--score", args.score]
+        forwarded += ["--labelled", *map(str, args.labelled)] + (
+            ["--no-peer"] if args.no_peer else []
+        )
+        merged, metadata = run_shards("benchmarks.audio_uav", forwarded, args.seeds, args.jobs)
         print(f"wrote {write_results(args.out, {**metadata, 'rows': merged})}")
         return
     torch.set_num_threads(1)
@@ -209,7 +247,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
-            rows += run_seed(seed, pool, Path(work))
+            rows += run_seed(
+                seed,
+                pool,
+                Path(work),
+                tuple(args.backbones),
+                tuple(args.labelled),
+                args.score,
+                not args.no_peer,
+            )
             # Rewritten after every seed, so a long run leaves its finished seeds behind.
             path = write_document(
                 args.out,

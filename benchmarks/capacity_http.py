@@ -1,8 +1,9 @@
 """HTTP capacity of `auscult serve` with its default settings, driven by `hey` (Debian package
 `hey`; this benchmark needs it on PATH): throughput and p50/p99 latency at 1 to 128 concurrent
 clients posting a real 10 s DCASE clip, goodput and the time of refused requests under overload,
-against the in-process ceiling measured in the same run. Writes benchmarks/results/
-capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
+against the in-process ceiling measured in the same run (as many processes as the server has
+workers, each scoring the clip back to back), and p50/p99 at half that ceiling's rate. Writes
+benchmarks/results/capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
 
     python -m benchmarks.capacity_http [--seconds 10] [--levels 1,4,16,64,128,256]
 """
@@ -14,6 +15,7 @@ import csv
 import io
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shutil
@@ -27,6 +29,7 @@ from typing import Any
 import soundfile as sf
 
 from benchmarks.processes import serving
+from benchmarks.streams_capacity import process_tree_cpu, server_pid
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.metrics import Metrics
@@ -62,6 +65,32 @@ def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
     return statistics.median(times[5:])
 
 
+def _score_for(bundle: Path, wav: bytes, seconds: float, start_at: float) -> int:
+    """In a child process: clips scored one after another from `start_at` (wall clock) for
+    `seconds`, after warming up."""
+    scorer = AudioScorer(load_bundle(bundle))
+    detector = AudioDetector.at(scorer, OperatingPointChoice())
+    limits, metrics = DecodeLimits(max_seconds=60), Metrics()
+    for _ in range(5):
+        score_clip(detector, wav, limits=limits, metrics=metrics)
+    time.sleep(max(0.0, start_at - time.time()))
+    done, stop = 0, time.time() + seconds
+    while time.time() < stop:
+        score_clip(detector, wav, limits=limits, metrics=metrics)
+        done += 1
+    return done
+
+
+def in_process_ceiling(bundle: Path, wav: bytes, processes: int, seconds: float) -> float:
+    """Clips per second that `processes` processes (as many as the server has workers) score
+    together, each back to back with nothing else to do: what the CPUs allow without HTTP."""
+    start_at = time.time() + 15.0  # every process loaded and warm by then
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        counts = pool.starmap(_score_for, [(bundle, wav, seconds, start_at)] * processes)
+    return sum(counts) / seconds
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -69,12 +98,17 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
+def hey(
+    url: str, wav: Path, clients: int, seconds: float, per_client_rate: float | None = None
+) -> dict[str, Any]:
     """One `hey` run: every response's time and status, summarised. hey leaves requests that
     failed without an answer (reset, timeout) out of its CSV; their count is in its summary,
-    which CSV mode does not print, so `answered` is what the figures cover."""
+    which CSV mode does not print, so `answered` is what the figures cover. With
+    `per_client_rate`, each client sends at most that many requests a second (hey -q)."""
     command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
                "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
+    if per_client_rate is not None:
+        command[1:1] = ["-q", f"{per_client_rate:g}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rows = list(csv.DictReader(io.StringIO(output)))
     ok = [float(r["response-time"]) for r in rows if r["status-code"] == "200"]
@@ -83,6 +117,7 @@ def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
     span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
     return {
         "clients": clients,
+        "per_client_rate": per_client_rate,
         "seconds": span,
         "answered": len(rows),
         "ok": len(ok),
@@ -114,36 +149,62 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "usable_cpus": cpus,
         "machine": f"{os.cpu_count()}-core {platform.machine()}, {platform.python_version()}",
         "load_before": _load(),
+        "uptime_before": _uptime(),
         "seconds_per_level": args.seconds,
     }
     before = in_process_seconds(BUNDLE, wav, args.repeats)
+    # The server's default: one worker process per usable CPU.
+    ceiling_before = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
+    print(f"in-process ceiling before: {ceiling_before:.1f} clips/s", flush=True)
     runs = []
+    paced: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as work:
         models = Path(work) / "models"
         shutil.copytree(BUNDLE, models / BUNDLE.name)
         env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
         # `auscult serve` with its defaults: one worker per usable CPU.
         with serving(models, args.port, env) as url:
+            server = server_pid(args.port)
             score = f"{url}/v1/models/{BUNDLE.name}/score"
             hey(score, clip, 4, 2.0)  # warm every worker
             for clients in levels:
+                cpu_before = process_tree_cpu(server)
                 run = hey(score, clip, clients, args.seconds)
+                # The server's CPU per answer: with nearly every answer a refusal, what a
+                # refusal costs, against a scored clip's cost at low concurrency.
+                run["server_cpu_s"] = process_tree_cpu(server) - cpu_before
+                run["server_cpu_ms_per_answer"] = (
+                    1e3 * run["server_cpu_s"] / max(run["answered"], 1)
+                )
                 run["load_after"] = _load()
                 runs.append(run)
                 print(json.dumps(run), flush=True)
+            # Latency at half the in-process ceiling: 4 clients, each paced to an eighth.
+            paced = hey(score, clip, 4, args.seconds, per_client_rate=ceiling_before / 8)
+            paced["load_after"] = _load()
+            print(json.dumps(paced), flush=True)
     after = in_process_seconds(BUNDLE, wav, args.repeats)
-    seconds = statistics.mean([before, after])
+    ceiling_after = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
+    ceiling = statistics.mean([ceiling_before, ceiling_after])
+    peak = max(run["goodput_per_s"] for run in runs)
+    by_clients = {run["clients"]: run["goodput_per_s"] for run in runs}
     result |= {
         "in_process_ms": {"before": 1e3 * before, "after": 1e3 * after},
-        # Every usable CPU scoring clips back to back, with nothing else to do.
-        "in_process_ceiling_per_s": cpus / seconds,
+        # As many processes as the server has workers, each scoring back to back.
+        "in_process_ceiling_per_s": {"before": ceiling_before, "after": ceiling_after},
         "runs": runs,
+        "paced_at_half_ceiling": paced,
         "load_after": _load(),
+        "uptime_after": _uptime(),
+        "peak_goodput_per_s": peak,
+        "peak_over_ceiling": peak / ceiling,
+        "goodput_over_peak": {str(c): g / peak for c, g in by_clients.items()},
     }
-    peak = max(run["goodput_per_s"] for run in runs)
-    result["peak_goodput_per_s"] = peak
-    result["peak_over_ceiling"] = peak / result["in_process_ceiling_per_s"]
     return result
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:

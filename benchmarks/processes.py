@@ -8,6 +8,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -79,10 +80,13 @@ def serving(
     stop_seconds: float = 120.0,
 ) -> Iterator[str]:
     """`auscult serve --models MODELS --port PORT OPTIONS` with `env` added to this process's
-    environment; yields its URL once /readyz answers 200, and stops it on exit."""
+    environment; yields its URL once /readyz answers 200, and stops it on exit. Its event store
+    lives in a temporary folder unless `env` names AUSCULT_STATE_DIR, never in the checkout."""
     command = [sys.executable, "-m", "service.cli", "serve", "--models", str(models),
                "--port", str(port), "--log-level", "warning", *options]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=PROJECT_ROOT)
+    state = tempfile.TemporaryDirectory(prefix="auscult-bench-state-")
+    environment = {"AUSCULT_STATE_DIR": state.name, **os.environ, **env}
+    process = subprocess.Popen(command, env=environment, cwd=PROJECT_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_seconds
@@ -99,3 +103,4 @@ def serving(
     finally:
         process.terminate()
         process.wait(timeout=stop_seconds)
+        state.cleanup()

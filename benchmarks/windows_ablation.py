@@ -92,7 +92,7 @@ def _record(
 
 
 def run(seeds: tuple[int, ...]) -> None:
-    base = WindowsConfig()
+    base = WindowsConfig(score_pooling="step")
     data = load_data("msl", DATA_DIR / "timeseries" / "MSL")
     prepared = prepare(data, base)
     labels = data.test_labels

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.windows.config import MODEL_KINDS, WindowsConfig
+from training.windows.config import TRAINED_KINDS, WindowsConfig
 from training.windows.evaluation import fit_thresholds, metrics_at_thresholds, score_test
 from training.windows.loaders import load_data
 from training.windows.loaders.smd import smd_machines
@@ -47,7 +47,7 @@ LABELS = {
     "anomaly_transformer": "Anomaly Transformer",
     RANDOM: "random scores (reference)",
 }
-REPORTED = (*MODEL_KINDS, RANDOM)
+REPORTED = (*TRAINED_KINDS, RANDOM)
 
 
 def _series() -> list[tuple[str, str, str | None]]:
@@ -66,19 +66,19 @@ def _done() -> set[tuple[str, int, str]]:
 
 
 def run(shard: int, shards: int, seeds: tuple[int, ...]) -> None:
-    config = WindowsConfig()
+    config = WindowsConfig(score_pooling="step")
     done = _done()
     jobs = [(s, seed) for s in _series() for seed in seeds]
     for index, ((name, data_format, subset), seed) in enumerate(jobs):
         if index % shards != shard:
             continue
-        if all((name, seed, kind) in done for kind in MODEL_KINDS):
+        if all((name, seed, kind) in done for kind in TRAINED_KINDS):
             continue
         root = DATA_DIR / "timeseries" / ("MSL" if data_format == "msl" else "SMD")
         data = load_data(data_format, root, subset)
         prepared = prepare(data, config)
         started = time.perf_counter()
-        trained = train_models(prepared, config, MODEL_KINDS, seed)
+        trained = train_models(prepared, config, TRAINED_KINDS, seed)
         print(f"{name} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
         for kind, model in trained.items():
             thresholds = fit_thresholds(validation_scores(model, prepared, config), config)
@@ -114,7 +114,7 @@ def run(shard: int, shards: int, seeds: tuple[int, ...]) -> None:
 def run_random(seeds: tuple[int, ...]) -> None:
     """The same evaluation for uniform random scores, thresholds fitted on random 'validation'
     scores: what the metrics give a detector that knows nothing."""
-    config = WindowsConfig()
+    config = WindowsConfig(score_pooling="step")
     done = _done()
     for name, data_format, subset in _series():
         root = DATA_DIR / "timeseries" / ("MSL" if data_format == "msl" else "SMD")

@@ -12,7 +12,7 @@ import platform
 import torch
 
 from benchmarks.windows_grid import DATA_DIR, LABELS, RESULTS
-from training.windows.config import MODEL_KINDS, WindowsConfig
+from training.windows.config import TRAINED_KINDS, WindowsConfig
 from training.windows.loaders import load_data
 from training.windows.pipeline import prepare, train_models
 
@@ -21,7 +21,7 @@ SERIES = (("MSL", "msl", "MSL", None), ("SMD machine-1-2", "smd", "SMD", "machin
 
 
 def main() -> None:
-    config = WindowsConfig()
+    config = WindowsConfig(score_pooling="step")
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -29,7 +29,7 @@ def main() -> None:
             data = load_data(data_format, DATA_DIR / "timeseries" / folder, subset)
             prepared = prepare(data, config)
             load = os.getloadavg()[0]
-            trained = train_models(prepared, config, MODEL_KINDS, seed=0)
+            trained = train_models(prepared, config, TRAINED_KINDS, seed=0)
             teacher = trained["teacher"]
             for kind, model in trained.items():
                 with_teacher = kind == "distilled_student"

@@ -20,13 +20,16 @@ from service.api.admission import AdmissionMiddleware
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.errors import CancelledAtShutdownMiddleware, install_error_handlers
 from service.api.inference_v2.error_shape import V2ErrorShapeMiddleware
+from service.api.request_id import RequestIdMiddleware
 from service.api.request_metrics import RequestMetricsMiddleware
 from service.api.routes import (
+    events,
     health,
     inference_v2,
     metrics,
     models,
     report,
+    review,
     scoring,
     stream,
     windows,
@@ -37,7 +40,7 @@ from service.config import Settings
 from service.draining import DrainOnSignal
 from service.memory import return_freed_memory
 from service.metrics import Metrics
-from service.runtime import Runtime
+from service.runtime import Runtime, SyncFactory
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class AppState(TypedDict):
 def _include_routers(app: FastAPI) -> None:
     """Every router joins the app here, one line per resource."""
     app.include_router(health.router)
+    app.include_router(events.router)
+    app.include_router(review.router)
     app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(report.router)
@@ -74,16 +79,18 @@ async def _keep_models_fresh(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, sync_factory: SyncFactory | None = None) -> FastAPI:
     """An app serving the bundles in settings.models_dir. Models load in the background after
-    start-up, so /healthz answers at once and /readyz turns 200 when they are warm."""
+    start-up, so /healthz answers at once and /readyz turns 200 when they are warm.
+    sync_factory replaces the worker folder through which a reload reaches every process
+    (Ray Serve replicas, service/ray_serve/)."""
     app_metrics = Metrics(settings.stations)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         # In every worker process: what a request frees goes back to the system (RSS returns).
         return_freed_memory()
-        runtime = Runtime.start(settings, app_metrics)
+        runtime = Runtime.start(settings, app_metrics, sync_factory)
         drain = DrainOnSignal(runtime.draining, settings.drain_seconds)
         drain.install()
         loader = asyncio.create_task(_keep_models_fresh(runtime))
@@ -101,6 +108,10 @@ def create_app(settings: Settings) -> FastAPI:
             runtime.worker_sync.close()
             # Work already accepted finishes before the threads stop.
             await asyncio.to_thread(runtime.pool.shutdown)
+            # After the pool: the events of the last requests are written too.
+            if runtime.events is not None:
+                await asyncio.to_thread(runtime.events.close)
+            await asyncio.to_thread(runtime.stream_batcher.shutdown)
             app_metrics.close()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself (the
@@ -113,7 +124,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Any request can be one that uvicorn cannot parse (service/http_protocol.py).
         responses={400: {"model": ErrorResponse, "description": "a malformed HTTP request"}},
         middleware=[
-            # Outermost first: requests refused for size are still counted.
+            # Outermost first: every answer below carries X-Request-ID, every log line its id.
+            Middleware(RequestIdMiddleware),
+            # Requests refused for size are still counted.
             Middleware(RequestMetricsMiddleware, metrics=app_metrics),
             # Outside everything that answers an error: /v2 errors read {"error": ...}.
             Middleware(V2ErrorShapeMiddleware),
@@ -121,8 +134,8 @@ def create_app(settings: Settings) -> FastAPI:
             # Before the body limit: a refused request's body is not read at all.
             Middleware(
                 AdmissionMiddleware,
-                paths=[
-                    route.path
+                routes=[
+                    route
                     for route in (
                         *scoring.router.routes,
                         *windows.router.routes,

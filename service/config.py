@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.logging_setup import LogFormat
+
 MIN_API_KEY_LENGTH = 16
 # Defaults shared with the functions that take these limits as arguments (decode, resample,
 # sensor input), so a caller without settings gets the same bounds as the service.
@@ -108,11 +110,15 @@ class Settings(BaseSettings):
     )
     model_operating_points: dict[str, str] = Field(
         default_factory=dict,
-        description='per-model operating point as JSON, e.g. {"fan": "false_alarm_rate"}; it '
+        description='per-model operating point as JSON, e.g. {"uav-propeller": "gamma"}; it '
         "overrides AUSCULT_OPERATING_POINT, and a bundle lacking it is refused",
     )
     ws_max_connections: Annotated[int, Field(ge=1)] = Field(
-        default=64, description="concurrent WebSocket streams per process"
+        default=512,
+        description="concurrent WebSocket streams per process. The default is about 1.5 times "
+        "what one core holds at the measured cost of a 16 kHz stream (about 3 ms of CPU per "
+        "second of audio: benchmarks/streams_capacity.py), so that an uneven spread of "
+        "connections over the workers is not refused while the CPUs could serve it",
     )
     ws_max_stream_seconds: Annotated[float, Field(gt=0)] = Field(
         default=3600.0, description="most seconds of audio one stream may carry"
@@ -161,6 +167,42 @@ class Settings(BaseSettings):
     body_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         default=60.0,
         description="a request body not received in full this long after the head gets 408",
+    )
+    log_format: LogFormat = Field(
+        default="text",
+        description="'text' (uvicorn's lines) or 'json': one JSON object per line with time, "
+        "level, message and the request's id (X-Request-ID), route, status, duration, model, "
+        "version and station where known; `auscult serve --log-format` overrides it",
+    )
+
+    state_dir: Path = Field(
+        default=Path("state"),
+        description="folder of what the service keeps between runs: the event database (by "
+        "default) and the evidence of events (audio as FLAC, sensor windows as .npy)",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the event database; unset: a SQLite file "
+        "events.db under AUSCULT_STATE_DIR. Several servers or replicas: "
+        "postgresql+psycopg://user:password@host/db",
+    )
+    events_enabled: bool = Field(
+        default=True, description="keep an event for every verdict (off: nothing is stored)"
+    )
+    event_queue_size: Annotated[int, Field(ge=1)] = Field(
+        default=10_000,
+        description="events waiting to be written, per process; when full, new events are "
+        "dropped and counted (auscult_events_dropped_total), never delaying a request",
+    )
+    event_normal_audio_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.05,
+        description="share of normal clips whose audio is kept as evidence (every alarmed "
+        "clip's audio is kept)",
+    )
+    evidence_quota_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=2 * 1024**3,
+        description="disk budget of the evidence folder; over it, the oldest unlabelled normal "
+        "audio goes first, then the oldest unlabelled alarms; labelled evidence is never evicted",
     )
 
     @model_validator(mode="after")

@@ -113,6 +113,93 @@ class Metrics:
             "Work refused with 503 because the scoring pool was full.",
             registry=registry,
         )
+        # The MQTT bridge (service/mqtt/): its streams count in auscult_scored_total like the
+        # WebSocket's (source="stream"); these say what only a broker connection has.
+        self.mqtt_messages = Counter(
+            "auscult_mqtt_messages",
+            "MQTT messages received (direction=in, kind=sensor|sensor_f32|audio|other) and "
+            "published (direction=out, kind=verdicts|alarms|errors).",
+            ["direction", "kind"],
+            registry=registry,
+        )
+        self.mqtt_dropped = Counter(
+            "auscult_mqtt_messages_dropped",
+            "MQTT messages dropped, by reason: backlog_full (results), input_backlog_full, "
+            "duplicate (a redelivered seq) or the error code sent for refused input.",
+            ["reason"],
+            registry=registry,
+        )
+        self.mqtt_connected = Gauge(
+            "auscult_mqtt_connected",
+            "1 while the bridge is connected to its broker.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.mqtt_reconnects = Counter(
+            "auscult_mqtt_reconnects",
+            "Times the bridge lost or could not reach its broker and tried again.",
+            registry=registry,
+        )
+        self.mqtt_streams = Gauge(
+            "auscult_mqtt_streams",
+            "Open MQTT bridge streams.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.mqtt_backlog = Gauge(
+            "auscult_mqtt_backlog",
+            "Result messages waiting to be published.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+
+        # The event store (service/events/).
+        self.events_stored = Counter(
+            "auscult_events_stored",
+            "Events written to the event database, by kind and the model's verdict.",
+            ["kind", "verdict"],
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "auscult_events_dropped",
+            "Events not stored: queue_full (the writer fell behind) or write_error.",
+            ["reason"],
+            registry=registry,
+        )
+        self.evidence_evicted = Counter(
+            "auscult_evidence_evicted",
+            "Unlabelled evidence files removed to keep within the disk quota, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self.event_labels = Counter(
+            "auscult_event_labels",
+            "Labels operators gave events, by model, the model's verdict and the label.",
+            ["model", "verdict", "label"],
+            registry=registry,
+        )
+        # From the database, so every worker exports the same values: the latest write wins.
+        self.alarms_labelled = Gauge(
+            "auscult_alarms_labelled",
+            "Alarms of the model that an operator labelled.",
+            ["model"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.alarms_confirmed = Gauge(
+            "auscult_alarms_confirmed",
+            "Alarms of the model that an operator labelled anomaly (confirmed).",
+            ["model"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.alarm_precision = Gauge(
+            "auscult_alarm_precision",
+            "Operator-judged precision of the model's alarms: confirmed / labelled alarms.",
+            ["model"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
 
     def station_label(self, station: str | None) -> str:
         """Keep the `station` label bounded: allow-listed names, else 'other' or 'unknown'."""

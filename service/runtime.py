@@ -5,14 +5,20 @@ their typed lifespan state."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.concurrency import BoundedPool
 from service.config import Settings
+from service.events.store import EventStore
 from service.metrics import Metrics
 from service.registry import ModelRegistry
+from service.scoring.batching import StreamBatcher
 from service.scoring.detectors import OperatingPointChoice
-from service.worker_sync import WorkerSync
+from service.worker_sync import ReloadSync, WorkerSync
+
+# Makes the ReloadSync of an app other than `auscult serve`'s (Ray Serve replicas).
+SyncFactory = Callable[[ModelRegistry, Metrics], ReloadSync]
 
 
 class StreamSlots:
@@ -49,12 +55,18 @@ class Runtime:
     registry: ModelRegistry
     pool: BoundedPool
     streams: StreamSlots
-    worker_sync: WorkerSync
+    # Stream frames are scored here, in batches across streams, never in the request pool.
+    stream_batcher: StreamBatcher
+    worker_sync: ReloadSync
+    # None when AUSCULT_EVENTS_ENABLED is off.
+    events: EventStore | None = None
     # Set on SIGTERM (see service/server.py): /readyz answers 503 while requests still work.
     draining: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+    def start(
+        cls, settings: Settings, metrics: Metrics, sync_factory: SyncFactory | None = None
+    ) -> Runtime:
         registry = ModelRegistry(
             settings.models_dir,
             metrics,
@@ -69,12 +81,16 @@ class Runtime:
             registry=registry,
             pool=BoundedPool(settings.worker_threads, settings.pool_queue_limit),
             streams=StreamSlots(settings.ws_max_connections, metrics),
+            stream_batcher=StreamBatcher(settings.worker_threads, metrics=metrics),
             worker_sync=WorkerSync(
                 registry,
                 settings.worker_sync_dir,
                 poll_seconds=settings.worker_sync_poll_seconds,
                 wait_seconds=settings.reload_wait_seconds,
-            ),
+            )
+            if sync_factory is None
+            else sync_factory(registry, metrics),
+            events=EventStore.open(settings, metrics) if settings.events_enabled else None,
         )
 
     def readiness(self) -> str | None:

@@ -4,7 +4,6 @@ aggregated through prometheus-client's multiprocess mode."""
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import signal
 import sys
@@ -18,10 +17,10 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
-from uvicorn.config import LOGGING_CONFIG
 
 from service.config import Settings
 from service.http_protocol import connection_cap, guarded_protocol, raise_descriptor_limit
+from service.logging_setup import LOG_FORMATS, log_config
 from service.metrics import MULTIPROC_ENV
 from service.run_folders import shared_run_folder
 from service.usable_cpus import usable_cpus
@@ -53,6 +52,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn and service log level",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text (uvicorn's lines) or json (one object per line, with request ids) "
+        "(default: AUSCULT_LOG_FORMAT, else text)",
+    )
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -69,21 +75,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up plus the service's own loggers (reloads, refused bundles), so
-    every worker process logs them the same way; keys in query strings are never written."""
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": "service.log_redaction.RedactQuerySecrets"}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
-    config["loggers"]["service"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 @contextmanager
@@ -164,7 +155,7 @@ def run_server(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "log_level": args.log_level,
-        "log_config": _log_config(args.log_level),
+        "log_config": log_config(args.log_level, args.log_format or settings.log_format),
         **uvicorn_options(settings),
     }
     if plan.workers == 1:

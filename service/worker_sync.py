@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from service.metrics import multiprocess_dir
 from service.run_folders import shared_run_folder
@@ -48,6 +48,20 @@ class WorkerStatus:
 class ReloadOutcome:
     report: RefreshReport  # what this worker's own refresh did
     workers: list[tuple[WorkerStatus, bool]]  # and whether each has acted on this reload
+
+
+class ReloadSync(Protocol):
+    """How a reload reaches every process serving one app: WorkerSync for the workers of one
+    `auscult serve`, service/ray_serve/replica_sync.py for Ray Serve replicas."""
+
+    async def run(self) -> None:
+        """Follow reloads asked of other processes until cancelled."""
+
+    async def reload(self) -> ReloadOutcome:
+        """Reload here, ask every other process to, and say which of them have."""
+
+    def close(self) -> None:
+        """Leave, so that reloads stop waiting for this process."""
 
 
 def _read_generation(folder: Path) -> int:

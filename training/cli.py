@@ -1,5 +1,5 @@
-"""`auscult train|evaluate audio|windows` and `auscult report`: dispatch to each command-line
-module."""
+"""`auscult train|evaluate audio|windows`, `auscult report` and `auscult retrain`: dispatch to
+each command-line module."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def main(argv: Sequence[str]) -> int:
 
     from training.audio import cli as audio_cli
     from training.report.cli import add_report_parser
+    from training.retrain.cli import add_retrain_parser
     from training.windows import cli as windows_cli
 
     add_report_parser(commands)
+    add_retrain_parser(commands)
     audio_cli.add_train_parser(train_kinds)
     audio_cli.add_evaluate_parser(evaluate_kinds)
     windows_cli.add_train_parser(train_kinds)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from starlette.datastructures import Headers
-from starlette.routing import compile_path
+from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.middleware_answers import send_error
@@ -20,22 +20,26 @@ DISCARD_BYTES = 2 * 1024 * 1024
 
 
 class AdmissionMiddleware:
-    """Refuses POSTs to `paths` (route templates) with 503 and Retry-After while the expected
-    wait for a scoring thread is over the bound. Requests admitted but still reading their
-    bodies count as work ahead, so a burst cannot all be admitted on an empty queue."""
+    """Refuses POSTs to `routes` with 503 and Retry-After while the expected wait for a
+    scoring thread is over the bound. Requests admitted but still reading their bodies count
+    as work ahead, so a burst cannot all be admitted on an empty queue."""
 
-    def __init__(self, app: ASGIApp, paths: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
         self.app = app
-        self._paths = [compile_path(path)[0] for path in paths]
+        self._routes = [(compile_path(r.path)[0], r) for r in routes]
         self._reading = 0  # admitted requests whose bodies have not arrived in full yet
 
-    def _guarded(self, scope: Scope) -> bool:
+    def _guarded(self, scope: Scope) -> Route | None:
+        """The guarded route a request is for, if any."""
+        if scope["method"] != "POST":
+            return None
         path = scope["path"]
-        return scope["method"] == "POST" and any(p.match(path) for p in self._paths)
+        return next((route for regex, route in self._routes if regex.match(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = cast(Runtime | None, (scope.get("state") or {}).get("runtime"))
-        if scope["type"] != "http" or runtime is None or not self._guarded(scope):
+        route = self._guarded(scope) if scope["type"] == "http" else None
+        if runtime is None or route is None:
             await self.app(scope, receive, send)
             return
         pool = runtime.pool
@@ -43,6 +47,9 @@ class AdmissionMiddleware:
         wait = pool.expected_wait(self._reading)
         if wait > bound:
             runtime.metrics.pool_rejections.inc()
+            # The request metrics label a refusal with its route: named here, the metrics
+            # need not search every route for it (a refusal should cost next to nothing).
+            scope["route"] = route
             detail = (
                 f"the scoring queue is {wait:.2f} s long, over the limit of {bound:g} s; "
                 "retry shortly"

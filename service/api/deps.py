@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import HTTPConnection
 
 from service.api.auth import bearer_key, header_key, key_accepted
+from service.logging_setup import note_model
 from service.registry import ServedModel
 from service.runtime import Runtime
 
@@ -56,6 +57,7 @@ async def get_model(
         raise HTTPException(
             status_code=404, detail=f"no model named {name!r} is served (served: {served})"
         )
+    note_model(model.name, model.version)
     return model
 
 

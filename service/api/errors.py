@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.middleware_answers import TrackedSend, send_error
+from service.api.request_id import REQUEST_ID_HEADER, current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ async def _client_gone(request: Request, _: Exception) -> Response:
 
 async def _internal_error(_: Request, __: Exception) -> JSONResponse:
     # Starlette re-raises the exception after this answer and uvicorn logs its traceback once.
-    return JSONResponse({"detail": "internal server error"}, status_code=500, headers=_CLOSE)
+    # Answered outside every middleware (by Starlette's outermost one): the id is added here.
+    request_id = current_request_id()
+    headers = _CLOSE if request_id is None else {**_CLOSE, REQUEST_ID_HEADER: request_id}
+    return JSONResponse({"detail": "internal server error"}, status_code=500, headers=headers)
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
+from service.scoring import detectors
 from service.scoring.windows import AnomalyRun
 
 
@@ -87,6 +88,19 @@ class BlockVerdict(BaseModel):
     ratio: float = Field(description="score / block threshold")
     anomaly: bool = Field(description="verdict with the block threshold")
 
+    @classmethod
+    def of(cls, verdict: detectors.BlockVerdict, **extra: Any) -> Self:
+        """The answer's form of a detector's block verdict (`extra`: a subclass's fields)."""
+        return cls(
+            index=verdict.index,
+            start_s=verdict.start_s,
+            end_s=verdict.end_s,
+            score=verdict.score,
+            ratio=verdict.ratio,
+            anomaly=verdict.anomaly,
+            **extra,
+        )
+
 
 class WorstBlock(BlockVerdict):
     band_error: list[float] = Field(
@@ -109,7 +123,9 @@ class ClipVerdict(BaseModel):
     ratio: float = Field(description="score / threshold")
     anomaly: bool
     block_threshold: float = Field(description="the per-block threshold of the operating point")
-    blocks: list[BlockVerdict]
+    blocks: list[BlockVerdict] | None = Field(
+        description="every block's verdict; null when the request asked for blocks=false"
+    )
     worst_block: WorstBlock
 
 

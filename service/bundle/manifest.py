@@ -178,6 +178,14 @@ class TrainingData(_Strict):
     stage2_loss: str | None = None
     stage1_epochs: Annotated[int, Field(ge=0)] | None = None
     stage2_epochs: Annotated[int, Field(ge=0)] | None = None
+    block_score: str | None = Field(
+        default=None,
+        description="audio: what model.onnx's block score is, 'reconstruction' (mean squared "
+        "error over all mel bands), 'quiet_bands' (the mean over the best-reconstructed half "
+        "of the bands) or 'latent_knn' (distance of the latent code to its nearest codes of "
+        "training normal blocks, kept in the graph); computed inside the graph, so the service "
+        "only reads it",
+    )
 
 
 class Evaluation(_Strict):
@@ -205,6 +213,19 @@ class _ManifestBase(_Strict):
     evaluation: Evaluation | None = None
 
 
+class Lineage(_Strict):
+    """What `auscult retrain` fine-tuned a bundle from: the parent version, the labelled events
+    it learned from, and the figures of the promotion decision that let it be served."""
+
+    parent_version: Annotated[str, Field(min_length=1, max_length=64)]
+    anomaly_events: list[str] = Field(description="ids of events labelled 'anomaly' it trained on")
+    normal_events: list[str] = Field(description="ids of events labelled 'normal' it trained on")
+    decision: str = Field(description="the promotion rule's verdict and its reasons, in words")
+    figures: dict[str, float] = Field(
+        default_factory=dict, description="challenger and champion figures the rule compared"
+    )
+
+
 class AudioManifest(_ManifestBase):
     """An audio bundle. model.onnx takes `blocks` [N, n_mels * frames_per_block]: each block is
     its (n_mels, frames_per_block) log-mel array in dB flattened in C order. It returns `score` [N]
@@ -226,6 +247,8 @@ class AudioManifest(_ManifestBase):
     # Every threshold set the service may apply (the gamma one repeats clip/block_decision).
     operating_points: list[OperatingPoint] = Field(default_factory=list)
     default_operating_point: str | None = None
+    # None for a bundle trained from data; set for one fine-tuned from labelled events.
+    lineage: Lineage | None = None
 
     @model_validator(mode="after")
     def _check_points(self) -> AudioManifest:

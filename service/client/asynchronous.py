@@ -8,18 +8,21 @@ import functools
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import httpx
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from service.api.event_schemas import EventDetail, EventOut, EventPageOut
 from service.api.schemas import ClipVerdict, ModelDetail, ModelList, ReloadReport, WindowsVerdict
 from service.api.streams.audio import EndMessage, ReadyMessage, ScoreMessage
 from service.api.streams.sensor import SensorEnd, SensorReady, SensorSteps
 from service.client import protocol
 from service.client.errors import StreamClosedError
-from service.client.protocol import AudioSource, Row
+from service.client.protocol import AudioSource, EventQuery, Row, SensorFilePath
+from service.events.queries import MAX_PAGE
 from service.pipelines.audio_stream import Encoding
 
 
@@ -56,6 +59,52 @@ class AsyncAuscultClient:
     async def reload(self) -> ReloadReport:
         return protocol.parsed(await self._http.post("/v1/models/reload"), ReloadReport)
 
+    async def events(
+        self, query: EventQuery | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> EventPageOut:
+        """One page of the events the service kept, newest first; pass the page's
+        `next_cursor` as `cursor` for the next one."""
+        params = (query or EventQuery()).params(limit, cursor)
+        return protocol.parsed(await self._http.get("/v1/events", params=params), EventPageOut)
+
+    async def iter_events(
+        self, query: EventQuery | None = None, *, page_size: int = MAX_PAGE
+    ) -> AsyncIterator[EventOut]:
+        """Every event matching `query`, newest first, `page_size` a request."""
+        cursor = None
+        while True:
+            page = await self.events(query, limit=page_size, cursor=cursor)
+            for event in page.events:
+                yield event
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def event(self, event_id: str) -> EventDetail:
+        """One event with its scores over time (and, for audio, band errors)."""
+        response = await self._http.get(protocol.event_path(event_id))
+        return protocol.parsed(response, EventDetail)
+
+    async def event_audio(self, event_id: str) -> bytes:
+        """The event's audio as FLAC bytes (404 when none was kept)."""
+        response = await self._http.get(protocol.event_path(event_id, "/audio"))
+        protocol.raise_for_error(response)
+        return response.content
+
+    async def label_event(
+        self,
+        event_id: str,
+        label: Literal["anomaly", "normal"],
+        *,
+        note: str | None = None,
+        by: str | None = None,
+    ) -> EventOut:
+        """An operator's verdict: 'anomaly' confirms an alarm, 'normal' calls it false."""
+        response = await self._http.put(
+            protocol.event_path(event_id, "/label"), json=protocol.label_body(label, note, by)
+        )
+        return protocol.parsed(response, EventOut)
+
     async def score_file(
         self, model: str, path: str | Path, *, station: str | None = None
     ) -> ClipVerdict:
@@ -71,7 +120,7 @@ class AsyncAuscultClient:
     async def score_series(
         self,
         model: str,
-        samples: Sequence[Row] | np.ndarray,
+        samples: SensorFilePath | Sequence[Row] | np.ndarray,
         *,
         channels: Sequence[str] | None = None,
         station: str | None = None,
@@ -138,13 +187,16 @@ class AsyncAuscultClient:
     async def stream_sensors(
         self,
         model: str,
-        rows: Iterable[Row] | AsyncIterable[Row],
+        rows: SensorFilePath | Iterable[Row] | AsyncIterable[Row],
         *,
         rows_per_frame: int = 1,
         channels: Sequence[str] | None = None,
         station: str | None = None,
     ) -> AsyncIterator[SensorSteps]:
-        """As `AuscultClient.stream_sensors`."""
+        """As `AuscultClient.stream_sensors`; a CSV file is read in the event loop's thread, a
+        row at a time."""
+        if not isinstance(rows, AsyncIterable):
+            rows, channels = protocol.sensor_rows(rows, channels)
         async with self._connect(model) as ws:
             try:
                 await ws.send(protocol.sensor_start(channels, station))

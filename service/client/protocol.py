@@ -10,19 +10,22 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
 from pydantic import BaseModel, ValidationError
 from websockets.exceptions import ConnectionClosed
 
+from service.api.event_schemas import LabelIn
 from service.api.streams.audio import EndMessage, ReadyMessage, ScoreMessage, StartMessage
 from service.api.streams.errors import ErrorMessage
 from service.api.streams.sensor import SensorEnd, SensorReady, SensorStart, SensorSteps
 from service.audio.decode import decode_audio
 from service.client.errors import AuscultError, StreamClosedError
+from service.client.sensor_csv import sensor_file
 from service.pipelines.audio_stream import Encoding
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -31,6 +34,8 @@ Model = TypeVar("Model", bound=BaseModel)
 AudioFrames = Iterable[bytes | np.ndarray]
 AudioSource = str | os.PathLike[str] | AudioFrames
 Row = Sequence[float] | np.ndarray
+# A sensor CSV file (service/client/sensor_csv.py), or rows by channels.
+SensorFilePath = str | os.PathLike[str]
 
 # A file is sent in pieces of this much audio: small enough to be scored as it arrives.
 FILE_FRAME_SECONDS = 0.25
@@ -51,8 +56,14 @@ def ws_url(base_url: str, model: str) -> str:
 
 def parsed(response: httpx.Response, model: type[Model]) -> Model:
     """The answer as `model`, or AuscultError with the server's `detail`."""
+    raise_for_error(response)
+    return model.model_validate_json(response.content)
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """AuscultError with the server's `detail` unless the answer is a success."""
     if response.is_success:
-        return model.model_validate_json(response.content)
+        return
     try:
         detail = str(response.json()["detail"])
     except (ValueError, KeyError, TypeError):
@@ -77,22 +88,62 @@ def score_request(
     )
 
 
+def sensor_rows(
+    source: SensorFilePath | Iterable[Row], channels: Sequence[str] | None
+) -> tuple[Iterable[Row], Sequence[str] | None]:
+    """Rows and their column names: a CSV file's rows named by its header (unless `channels`
+    says otherwise), or the rows given."""
+    if isinstance(source, str | os.PathLike):
+        table = sensor_file(source)
+        return table.rows(), table.channels if channels is None else channels
+    return source, channels
+
+
 def windows_request(
     http: httpx.Client | httpx.AsyncClient,
     model: str,
-    samples: Sequence[Row] | np.ndarray,
+    samples: SensorFilePath | Sequence[Row] | np.ndarray,
     channels: Sequence[str] | None,
     station: str | None,
     top_channels: int | None,
 ) -> httpx.Request:
     """`POST /v1/models/{model}/windows` of a sensor series, for either client to send."""
-    rows = _rows(samples)
+    given, channels = sensor_rows(samples, channels)
+    rows = _rows(given)
     return http.build_request(
         "POST",
         f"/v1/models/{model}/windows",
         json=rows if channels is None else {"samples": rows, "channels": list(channels)},
         params=_station_params(station, top_channels=top_channels),
     )
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """The filters of GET /v1/events (docs/FEEDBACK.md); None leaves a filter out."""
+
+    model: str | None = None
+    station: str | None = None
+    verdict: Literal["anomaly", "normal"] | None = None
+    label: Literal["anomaly", "normal", "none"] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def params(self, limit: int, cursor: str | None) -> dict[str, Any]:
+        chosen = {k: v for k, v in vars(self).items() if v is not None}
+        times = {k: v.isoformat() for k, v in chosen.items() if isinstance(v, datetime)}
+        return {**chosen, **times, "limit": limit} | ({"cursor": cursor} if cursor else {})
+
+
+def label_body(label: Literal["anomaly", "normal"], note: str | None, by: str | None) -> Any:
+    return LabelIn(label=label, note=note, by=by).model_dump(exclude_none=True)
+
+
+def event_path(event_id: str, part: str = "") -> str:
+    # Ids are 32 hex digits: anything else would address another route.
+    if not (len(event_id) == 32 and all(c in "0123456789abcdef" for c in event_id)):
+        raise ValueError(f"{event_id!r} is not an event id (32 hex digits)")
+    return f"/v1/events/{event_id}{part}"
 
 
 def _audio_content_type(data: bytes) -> str:
@@ -205,9 +256,9 @@ def frame_bytes(frame: bytes | np.ndarray, encoding: str) -> bytes:
 
 
 class AudioPacer:
-    """Keeps the audio the server has not scored yet within half its buffer (`buffer_full`
-    ends a stream that sends faster than the server scores). A `score` message for a block
-    ending at t seconds shows the server has taken the audio up to t."""
+    """Keeps the audio the server has not scored yet within half its buffer: past the buffer the
+    server stops reading the socket, and a client far ahead only sees its verdicts later. A
+    `score` message for a block ending at t seconds shows the server has taken the audio up to t."""
 
     def __init__(self, ready: ReadyMessage, plan: AudioPlan) -> None:
         self._bytes_per_second = plan.bytes_per_second
@@ -276,6 +327,7 @@ __all__ = [
     "Row",
     "ScoreMessage",
     "SensorEnd",
+    "SensorFilePath",
     "SensorReady",
     "SensorSteps",
 ]

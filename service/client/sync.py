@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import httpx
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from service.api.event_schemas import EventDetail, EventOut, EventPageOut
 from service.api.schemas import ClipVerdict, ModelDetail, ModelList, ReloadReport, WindowsVerdict
 from service.api.streams.audio import EndMessage, ReadyMessage, ScoreMessage
 from service.api.streams.sensor import SensorEnd, SensorReady, SensorSteps
 from service.client import protocol
-from service.client.protocol import AudioSource, Row
+from service.client.protocol import AudioSource, EventQuery, Row, SensorFilePath
+from service.events.queries import MAX_PAGE
 from service.pipelines.audio_stream import Encoding
 
 
@@ -57,6 +60,50 @@ class AuscultClient:
         """Load new or changed bundles now, in every worker."""
         return protocol.parsed(self._http.post("/v1/models/reload"), ReloadReport)
 
+    def events(
+        self, query: EventQuery | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> EventPageOut:
+        """One page of the events the service kept, newest first; pass the page's
+        `next_cursor` as `cursor` for the next one."""
+        params = (query or EventQuery()).params(limit, cursor)
+        return protocol.parsed(self._http.get("/v1/events", params=params), EventPageOut)
+
+    def iter_events(
+        self, query: EventQuery | None = None, *, page_size: int = MAX_PAGE
+    ) -> Iterator[EventOut]:
+        """Every event matching `query`, newest first, `page_size` a request."""
+        cursor = None
+        while True:
+            page = self.events(query, limit=page_size, cursor=cursor)
+            yield from page.events
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def event(self, event_id: str) -> EventDetail:
+        """One event with its scores over time (and, for audio, band errors)."""
+        return protocol.parsed(self._http.get(protocol.event_path(event_id)), EventDetail)
+
+    def event_audio(self, event_id: str) -> bytes:
+        """The event's audio as FLAC bytes (404 when none was kept)."""
+        response = self._http.get(protocol.event_path(event_id, "/audio"))
+        protocol.raise_for_error(response)
+        return response.content
+
+    def label_event(
+        self,
+        event_id: str,
+        label: Literal["anomaly", "normal"],
+        *,
+        note: str | None = None,
+        by: str | None = None,
+    ) -> EventOut:
+        """An operator's verdict: 'anomaly' confirms an alarm, 'normal' calls it false."""
+        response = self._http.put(
+            protocol.event_path(event_id, "/label"), json=protocol.label_body(label, note, by)
+        )
+        return protocol.parsed(response, EventOut)
+
     def score_file(
         self, model: str, path: str | Path, *, station: str | None = None
     ) -> ClipVerdict:
@@ -71,14 +118,14 @@ class AuscultClient:
     def score_series(
         self,
         model: str,
-        samples: Sequence[Row] | np.ndarray,
+        samples: SensorFilePath | Sequence[Row] | np.ndarray,
         *,
         channels: Sequence[str] | None = None,
         station: str | None = None,
         top_channels: int | None = None,
     ) -> WindowsVerdict:
         """Score a sensor series, rows by channels (`channels` names the columns when they are
-        not in the model's order)."""
+        not in the model's order), or a sensor CSV file (its header names the columns)."""
         request = protocol.windows_request(
             self._http, model, samples, channels, station, top_channels
         )
@@ -134,16 +181,18 @@ class AuscultClient:
     def stream_sensors(
         self,
         model: str,
-        rows: Iterable[Row],
+        rows: SensorFilePath | Iterable[Row],
         *,
         rows_per_frame: int = 1,
         channels: Sequence[str] | None = None,
         station: str | None = None,
     ) -> Iterator[SensorSteps]:
-        """Stream sensor rows (from a live source, or a recorded series with a larger
-        `rows_per_frame`) and yield every `steps` message that holds verdicts; the scores are
-        those of `score_series` on the whole series. The server answers every frame, and
-        each answer is read before the next frame goes."""
+        """Stream sensor rows (from a live source such as a generator, or a recorded series or
+        a sensor CSV file, read as it goes, with a larger `rows_per_frame`) and yield every
+        `steps` message that holds verdicts; the scores are those of `score_series` on the
+        whole series. The server answers every frame, and each answer is read before the next
+        frame goes."""
+        rows, channels = protocol.sensor_rows(rows, channels)
         with self._connect(model) as ws:
             try:
                 ws.send(protocol.sensor_start(channels, station))

@@ -124,10 +124,21 @@ class LogMelExtractor:
     def frames_of_padded(self, padded: np.ndarray) -> np.ndarray:
         """Log-mel frames of every complete n_fft window in an already padded signal, one hop
         apart from its first sample: the step both whole clips and streams share."""
+        return self.frames_of_windows(self.windows_of_padded(padded))
+
+    def windows_of_padded(self, padded: np.ndarray) -> np.ndarray:
+        """Every complete n_fft window of an already padded signal, one hop apart from its
+        first sample, as rows (a view of `padded`)."""
         s = self.settings
         if padded.size < s.n_fft:
-            return np.empty((s.n_mels, 0), dtype=np.float32)
-        frames = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[:: s.hop_length]
+            return np.empty((0, s.n_fft), dtype=padded.dtype)
+        return np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[:: s.hop_length]
+
+    def frames_of_windows(self, frames: np.ndarray) -> np.ndarray:
+        """Log-mel frames (n_mels, k) of k windows of n_fft samples (k, n_fft). Each window's
+        frame depends on that window alone, so the windows of many streams can go through
+        in one call, with the very results of one call per stream."""
+        s = self.settings
         out = np.empty((s.n_mels, frames.shape[0]), dtype=np.float32)
         for start in range(0, frames.shape[0], _CHUNK_FRAMES):
             chunk = frames[start : start + _CHUNK_FRAMES]
@@ -218,21 +229,36 @@ class StreamingLogMel:
         """Samples held for frames still to come: always fewer than n_fft."""
         return int(self._buffer.size)
 
+    @property
+    def extractor(self) -> LogMelExtractor:
+        """What turns the windows of `take_windows` into frames."""
+        return self._extractor
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         """New complete frames, float32 (n_mels, k), k possibly 0."""
-        if self._finished:
-            raise RuntimeError("the stream is finished; start a new StreamingLogMel")
-        self._buffer = np.concatenate([self._buffer, _as_samples(samples)])
-        frames = self._extractor.frames_of_padded(self._buffer)
-        self._buffer = self._buffer[frames.shape[1] * self.settings.hop_length :].copy()
-        return frames
+        return self._extractor.frames_of_windows(self.take_windows(samples))
 
     def finish(self) -> np.ndarray:
         """The remaining frames, which reach into the end padding; the stream then ends."""
-        frames = self.push(self._end_pad)
+        return self._extractor.frames_of_windows(self.finish_windows())
+
+    def take_windows(self, samples: np.ndarray) -> np.ndarray:
+        """`push` up to the frames: the new complete n_fft windows (k, n_fft), for a caller
+        that turns the windows of many streams into frames in one `frames_of_windows` call."""
+        if self._finished:
+            raise RuntimeError("the stream is finished; start a new StreamingLogMel")
+        self._buffer = np.concatenate([self._buffer, _as_samples(samples)])
+        windows = self._extractor.windows_of_padded(self._buffer)
+        taken = windows.copy()  # the buffer is cut next: keep the windows apart from it
+        self._buffer = self._buffer[windows.shape[0] * self.settings.hop_length :].copy()
+        return taken
+
+    def finish_windows(self) -> np.ndarray:
+        """`finish` up to the frames (see `take_windows`); the stream then ends."""
+        windows = self.take_windows(self._end_pad)
         self._finished = True
         self._buffer = self._buffer[:0]
-        return frames
+        return windows
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import numpy as np
 
 from service.audio.decode import DecodeLimits, decode_audio
 from service.audio.resample import resample
+from service.events.capture import EventSink, clip_event
+from service.events.schema import Source
 from service.metrics import Metrics
 from service.scoring.decision import Verdict, require_finite
 from service.scoring.detectors import AudioDetector, BlockVerdict
@@ -33,6 +35,8 @@ def score_clip(
     limits: DecodeLimits,
     metrics: Metrics,
     station: str | None = None,
+    events: EventSink | None = None,
+    event_source: Source = "clip",
 ) -> ClipVerdicts:
     """Raises AudioDecodeError (not audio, or beyond `limits`, including a rate that is not
     resampled to the model's), AudioTooShortError (no block), NonFiniteError (features or
@@ -60,6 +64,19 @@ def score_clip(
     metrics.record_verdicts(
         scorer.manifest.name, station, "clip", [verdict.anomaly], [verdict.ratio]
     )
+    if events is not None:
+        events.submit(
+            clip_event(
+                detector,
+                score=scored.clip_score,
+                verdict=verdict,
+                blocks=block_verdicts,
+                worst_band_error=scored.worst_band_error,
+                samples=samples,
+                station=station,
+                source=event_source,
+            )
+        )
     return ClipVerdicts(
         score=scored.clip_score,
         verdict=verdict,

@@ -4,6 +4,8 @@ pool."""
 
 from __future__ import annotations
 
+from service.events.capture import EventSink, series_event
+from service.events.schema import Source
 from service.metrics import Metrics
 from service.scoring.decision import require_finite
 from service.scoring.detectors import StepVerdicts, WindowsDetector
@@ -18,6 +20,8 @@ def score_series(
     top_channels: int,
     metrics: Metrics,
     station: str | None = None,
+    events: EventSink | None = None,
+    event_source: Source = "windows",
 ) -> StepVerdicts:
     """Raises SensorInputError (not a usable series), SeriesTooShortError (shorter than one
     window), NonFiniteError (standardised readings or scores out of range: no verdict)."""
@@ -37,4 +41,8 @@ def score_series(
         verdicts.anomalies.tolist(),
         verdicts.ratios.tolist(),
     )
+    if events is not None:
+        event = series_event(detector, verdicts, samples, station=station, source=event_source)
+        if event is not None:
+            events.submit(event)
     return verdicts

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.events.capture import EventSink
+from service.events.stretches import SensorStretches
 from service.metrics import Metrics
 from service.scoring.decision import require_finite
 from service.scoring.detectors import StepVerdicts, WindowsDetector
@@ -28,6 +30,7 @@ class SensorStream:
         max_steps: int,
         metrics: Metrics,
         station: str | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self._detector = detector
         self._stream = WindowsStreamScorer(detector.scorer)
@@ -37,6 +40,7 @@ class SensorStream:
         self._station = station
         self.steps_scored = 0
         self.anomalous_steps = 0
+        self._stretches = SensorStretches(detector, events, station) if events is not None else None
 
     @property
     def steps_received(self) -> int:
@@ -50,6 +54,8 @@ class SensorStream:
             samples = sensor_rows(
                 rows, scorer.channel_names, columns=self._columns, max_steps=self._max_steps
             )
+            if self._stretches is not None:
+                self._stretches.rows(samples)
         with self._metrics.time_stage("features"):
             values = scorer.standardise(samples)
             require_finite(values, "standardised readings")
@@ -61,7 +67,10 @@ class SensorStream:
         """Verdicts on every step not yet judged; the stream is then over."""
         with self._metrics.time_stage("model"):
             steps = self._stream.finish()
-        return self._verdicts(steps)
+        verdicts = self._verdicts(steps)
+        if self._stretches is not None:
+            self._stretches.finish()
+        return verdicts
 
     def _verdicts(self, steps: StepScores) -> StepVerdicts:
         verdicts = self._detector.step_verdicts(steps, TOP_CHANNELS)
@@ -74,4 +83,6 @@ class SensorStream:
         )
         self.steps_scored += verdicts.n_steps
         self.anomalous_steps += int(verdicts.anomalies.sum())
+        if self._stretches is not None:
+            self._stretches.steps(verdicts)
         return verdicts

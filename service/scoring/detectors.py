@@ -64,6 +64,9 @@ class BlockVerdict:
     score: float
     ratio: float
     anomaly: bool
+    # (n_mels,) the block's reconstruction error per mel band, where the scorer's caller kept it:
+    # alarms name their worst bands from it.
+    band_error: NDArray[np.floating] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,10 @@ class AudioDetector:
         scores: NDArray[np.floating],
         start_s: NDArray[np.floating],
         end_s: NDArray[np.floating],
+        band_error: NDArray[np.floating] | None = None,
     ) -> list[BlockVerdict]:
-        """Verdicts on consecutive blocks, the first being block `first_index`."""
+        """Verdicts on consecutive blocks, the first being block `first_index`; `band_error`
+        (n_blocks, n_mels), when given, is kept on each verdict."""
         anomalies = self.block.anomalies(scores)
         ratios = self.block.ratios(scores)
         return [
@@ -97,6 +102,7 @@ class AudioDetector:
                 score=float(scores[i]),
                 ratio=float(ratios[i]),
                 anomaly=bool(anomalies[i]),
+                band_error=None if band_error is None else band_error[i],
             )
             for i in range(len(scores))
         ]

@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from service.config import Settings
+from service.mqtt.settings import MqttSettings
 from tests.deployment.stack_files import COMPOSE_FILE, GRAFANA_DIR, PROMETHEUS_CONFIG
 from tests.realdata import PROJECT_ROOT
 
@@ -56,7 +57,34 @@ def test_schema_rejects_what_compose_would() -> None:
 
 
 def test_the_stack_has_the_service_prometheus_and_grafana() -> None:
-    assert set(_compose()["services"]) == {"auscult", "prometheus", "grafana"}
+    services = _compose()["services"]
+    always = {name for name, service in services.items() if "profiles" not in service}
+    assert always == {"auscult", "prometheus", "grafana"}
+    # The MQTT bridge and its broker start only when asked for.
+    assert {name: services[name]["profiles"] for name in set(services) - always} == {
+        "mosquitto": ["mqtt"],
+        "bridge": ["mqtt"],
+    }
+
+
+def test_prometheus_scrapes_the_mqtt_bridge_where_it_serves_metrics() -> None:
+    services = _compose()["services"]
+    bridge = services["bridge"]
+    assert bridge["image"] == services["auscult"]["image"]
+    assert bridge["entrypoint"] == ["auscult", "bridge", "mqtt"]
+    environment = bridge["environment"]
+    assert _with_defaults(environment["AUSCULT_MQTT_HOST"]) == "mosquitto"
+    port = environment["AUSCULT_MQTT_METRICS_PORT"]
+    assert environment["AUSCULT_MQTT_METRICS_HOST"] == "0.0.0.0"
+    assert f":{port}/metrics" in bridge["healthcheck"]["test"][-1]
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "auscult-mqtt-bridge"]
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["bridge"]
+    assert str(discovery["port"]) == port
+    # The bridge's settings are the ones it reads.
+    names = {f"AUSCULT_MQTT_{field.upper()}" for field in MqttSettings.model_fields}
+    assert {k for k in environment if k.startswith("AUSCULT_MQTT_")} <= names
 
 
 def test_bind_mounted_files_exist() -> None:

@@ -16,13 +16,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from service import cli
 from tests.docs.examples import PROJECT_ROOT
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SEPARATORS = {"&&", "||", ";", "|", "&"}
 # Arguments naming files of this repository: they must exist (outputs such as models/... need not).
-_REPO_FOLDERS = ("docker/", "scripts/", "tests/", "service/", "training/", "benchmarks/", "docs/")
+_REPO_FOLDERS = (
+    "docker/",
+    "deploy/",
+    "scripts/",
+    "tests/",
+    "service/",
+    "training/",
+    "benchmarks/",
+    "docs/",
+)
 _BIN = Path(sys.executable).parent
 
 
@@ -125,11 +136,12 @@ def _docker(words: list[str]) -> list[str]:
             w.split("=", 1)[0] for i, w in enumerate(words) if i and words[i - 1] == "--scale"
         ]
         text = compose.read_text(encoding="utf-8")
+        services = yaml.safe_load(text)["services"]
+        profiles = {p for service in services.values() for p in service.get("profiles", [])}
+        asked = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--profile"]
         return [
-            f"docker-compose.yml has no service {name}"
-            for name in scaled
-            if f"\n  {name}:" not in text
-        ]
+            f"docker-compose.yml has no service {name}" for name in scaled if name not in services
+        ] + [f"docker-compose.yml has no profile {name}" for name in asked if name not in profiles]
     files = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "-f"]
     return [f"{name} does not exist" for name in files if not (PROJECT_ROOT / name).exists()]
 
@@ -178,6 +190,37 @@ def _program(words: list[str]) -> list[str]:
     return []
 
 
+def _kubectl(words: list[str]) -> list[str]:
+    """`kubectl apply -f FILE`: the manifest is in the repository and parses as Kubernetes YAML;
+    other verbs only read the cluster."""
+    if words[1:2] != ["apply"] or "-f" not in words:
+        return []
+    manifest = PROJECT_ROOT / words[words.index("-f") + 1]
+    if not manifest.exists():
+        return []  # _repo_paths names it
+    documents = [d for d in yaml.safe_load_all(manifest.read_text(encoding="utf-8")) if d]
+    return [
+        f"{manifest.name}: a document without apiVersion and kind"
+        for d in documents
+        if not {"apiVersion", "kind"} <= set(d)
+    ]
+
+
+def _ray(words: list[str]) -> list[str]:
+    """Ray's own CLI (the `ray` extra): the subcommand and its flags exist."""
+    ray = _BIN / "ray"
+    if not ray.exists():
+        return ["ray is not installed in the test environment (the 'ray' extra)"]
+    usage = subprocess.run(
+        [str(ray), *words[1:2], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    flags = {word.split("=", 1)[0] for word in words if word.startswith("--")}
+    return [f"`ray {words[1]}` has no flag {flag}" for flag in sorted(flags) if flag not in usage]
+
+
 _CHECKS = {
     "make": _make,
     "auscult": _auscult,
@@ -185,6 +228,8 @@ _CHECKS = {
     "bash": _program,
     "promtool": _program,
     "curl": _program,
+    "kubectl": _kubectl,
+    "ray": _ray,
 }
 
 

@@ -15,7 +15,9 @@ from training.audio.backbones import BACKBONES
 from training.audio.datasets import open_dataset
 from training.audio.evaluation import evaluate_scores, format_report, score_recordings
 from training.audio.losses import CONTRASTIVE_LOSSES
+from training.audio.model import BLOCK_SCORES
 from training.audio.pipeline import (
+    AUDIO_MODELS,
     HELD_OUT_RECORDINGS,
     AudioTrainingConfig,
     AudioTrainingResult,
@@ -123,9 +125,27 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--backbone",
         choices=BACKBONES,
-        default="block",
+        default=AudioTrainingConfig.backbone,
         help="block: the paper's 128 mels x 32 frames blocks; context: the DCASE 2020 "
         "baseline's 64 mels x 5-frame context, hop 1 frame",
+    )
+    parser.add_argument(
+        "--score",
+        choices=BLOCK_SCORES,
+        default=AudioTrainingConfig.score,
+        help="the served block score: latent_knn (the default), the distance of the block's "
+        "latent code to its 5 nearest codes of training normal blocks; reconstruction, the "
+        "mean squared error over all mel bands (the paper); quiet_bands, the mean over the "
+        "best-reconstructed half of the bands, which ignores bands taken over by other "
+        "machines (see docs/RESULTS.md)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=AUDIO_MODELS,
+        default=AudioTrainingConfig.model,
+        help="autoencoder: the paper's weakly supervised autoencoder (stage 1, then stage 2 "
+        "with labelled anomalies); usad, deep_svdd, devnet: the comparators of the paper's "
+        "table 3 on the same blocks, thresholds and export (devnet needs labelled anomalies)",
     )
     parser.add_argument(
         "--loss",
@@ -217,6 +237,8 @@ def _training_config(args: argparse.Namespace) -> AudioTrainingConfig:
         machine_type=args.machine_type,
         clip_seconds=args.clip_seconds,
         backbone=args.backbone,
+        score=args.score,
+        model=args.model,
         sample_rate=args.sample_rate,
         train_hop_frames=args.train_hop_frames,
         loss=args.loss,

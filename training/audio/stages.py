@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from service.bundle.manifest import GammaThreshold
 from training.audio.losses import ContrastiveLoss, contrastive_loss
-from training.audio.model import BlockScorer
+from training.audio.model import BlockScore, BlockScorer
 from training.thresholds import gamma_threshold
 
 SCORING_BATCH = 4096
@@ -45,18 +45,29 @@ class FitReport:
     validation_losses: tuple[float, ...]
 
 
-def block_scores(scorer: BlockScorer, blocks: np.ndarray) -> np.ndarray:
-    """The scores of blocks [N, D] as float64, without gradients."""
+def _per_block(
+    scorer: BlockScorer, blocks: np.ndarray, value: Callable[[torch.Tensor], torch.Tensor]
+) -> np.ndarray:
     scorer.eval()
     out = np.empty(len(blocks), dtype=np.float64)
     with torch.no_grad():
         for start in range(0, len(blocks), SCORING_BATCH):
             chunk = torch.from_numpy(np.ascontiguousarray(blocks[start : start + SCORING_BATCH]))
-            out[start : start + len(chunk)] = scorer(chunk)[0].double().numpy()
+            out[start : start + len(chunk)] = value(chunk).double().numpy()
     return out
 
 
-def _fit(
+def block_scores(scorer: BlockScorer, blocks: np.ndarray) -> np.ndarray:
+    """The served scores of blocks [N, D] as float64, without gradients."""
+    return _per_block(scorer, blocks, lambda chunk: scorer(chunk)[0])
+
+
+def reconstruction_errors(scorer: BlockScorer, blocks: np.ndarray) -> np.ndarray:
+    """The reconstruction errors (the paper's s(x), what training minimises) of blocks [N, D]."""
+    return _per_block(scorer, blocks, scorer.reconstruction_error)
+
+
+def fit_with_early_stopping(
     scorer: BlockScorer,
     settings: FitSettings,
     label: str,
@@ -94,7 +105,7 @@ def _fit(
     )
 
 
-def _tensor(blocks: np.ndarray) -> torch.Tensor:
+def as_tensor(blocks: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(blocks, dtype=np.float32))
 
 
@@ -108,7 +119,7 @@ def train_stage1(
     """Minimise the mean block score (the reconstruction error) of normal blocks."""
     if len(train_blocks) == 0 or len(validation_blocks) == 0:
         raise ValueError("stage 1 needs normal training and validation blocks")
-    x = _tensor(train_blocks)
+    x = as_tensor(train_blocks)
     optimizer = torch.optim.Adam(scorer.parameters(), lr=settings.learning_rate)
 
     def run_epoch() -> float:
@@ -116,7 +127,7 @@ def train_stage1(
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), settings.batch_size):
             batch = x[order[start : start + settings.batch_size]]
-            loss = scorer(batch)[0].mean()
+            loss = scorer.reconstruction_error(batch).mean()
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             optimizer.step()
@@ -124,9 +135,9 @@ def train_stage1(
         return total / len(x)
 
     def validation_loss() -> float:
-        return float(block_scores(scorer, validation_blocks).mean())
+        return float(reconstruction_errors(scorer, validation_blocks).mean())
 
-    return _fit(scorer, settings, "stage 1", run_epoch, validation_loss)
+    return fit_with_early_stopping(scorer, settings, "stage 1", run_epoch, validation_loss)
 
 
 def train_stage2(
@@ -146,8 +157,8 @@ def train_stage2(
     them in the validation loss."""
     if len(normal_blocks) == 0 or len(anomaly_blocks) == 0 or len(validation_normal) == 0:
         raise ValueError("stage 2 needs normal and anomalous training blocks and normal validation")
-    normal = _tensor(normal_blocks)
-    anomalous = _tensor(anomaly_blocks)
+    normal = as_tensor(normal_blocks)
+    anomalous = as_tensor(anomaly_blocks)
     half = settings.batch_size // 2
     labels = torch.cat([torch.ones(half), torch.zeros(half)])
     optimizer = torch.optim.Adam(scorer.parameters(), lr=settings.learning_rate)
@@ -161,7 +172,7 @@ def train_stage2(
             drawn = torch.randint(len(anomalous), (len(picked),), generator=generator)
             batch = torch.cat([normal[picked], anomalous[drawn]])
             y = torch.cat([labels[: len(picked)], labels[half : half + len(picked)]])
-            loss = contrastive_loss(scorer(batch)[0], y, margin, loss_kind)
+            loss = contrastive_loss(scorer.reconstruction_error(batch), y, margin, loss_kind)
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             optimizer.step()
@@ -169,8 +180,8 @@ def train_stage2(
         return total / batches
 
     def validation_loss() -> float:
-        normal_scores = torch.from_numpy(block_scores(scorer, validation_normal))
-        anomaly_scores = torch.from_numpy(block_scores(scorer, checked_anomalies))
+        normal_scores = torch.from_numpy(reconstruction_errors(scorer, validation_normal))
+        anomaly_scores = torch.from_numpy(reconstruction_errors(scorer, checked_anomalies))
         # Each side weighs half, as in the balanced training batches.
         normal_part = contrastive_loss(
             normal_scores, torch.ones(len(normal_scores)), margin, loss_kind
@@ -180,7 +191,13 @@ def train_stage2(
         )
         return float(normal_part + anomaly_part) / 2
 
-    return _fit(scorer, settings, "stage 2", run_epoch, validation_loss)
+    report = fit_with_early_stopping(scorer, settings, "stage 2", run_epoch, validation_loss)
+    if scorer.score == "latent_knn":
+        # The codes moved with the weights: the bank must hold the new codes of normal blocks
+        # (this also keeps a model fine-tuned by `auscult retrain` consistent).
+        seed = int(torch.randint(1 << 31, (1,), generator=generator))
+        scorer.set_memory_bank(normal_blocks, seed)
+    return report
 
 
 @dataclass(frozen=True)
@@ -210,17 +227,21 @@ def train_two_stages(
     stage1: FitSettings,
     stage2: FitSettings | None,
     seed: int,
+    score: BlockScore = "reconstruction",
 ) -> TrainedModel:
-    """Stage 1, the margin a (Gamma at r on stage 1's scores of the training normal blocks), then
-    stage 2 when `stage2` is given and anomalous blocks are labelled."""
+    """Stage 1, the margin a (Gamma at r on stage 1's reconstruction errors of the training
+    normal blocks), then stage 2 when `stage2` is given and anomalous blocks are labelled. The
+    model serves `score` of its errors."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    scorer = BlockScorer(n_mels, frames_per_block)
+    scorer = BlockScorer(n_mels, frames_per_block, score)
     normal = blocks.train_normal
     scorer.set_standardisation(normal)
     report1 = train_stage1(scorer, normal, blocks.validation_normal, stage1, generator)
     margin = gamma_threshold(
-        block_scores(scorer, normal), r, f"stage-1 scores of {len(normal)} training normal blocks"
+        reconstruction_errors(scorer, normal),
+        r,
+        f"stage-1 reconstruction errors of {len(normal)} training normal blocks",
     )
     report2 = None
     if stage2 is not None and len(blocks.train_anomalous):
@@ -235,4 +256,6 @@ def train_two_stages(
             stage2,
             generator,
         )
+    if score == "latent_knn":
+        scorer.set_memory_bank(normal, seed)
     return TrainedModel(scorer, report1, margin, report2)

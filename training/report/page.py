@@ -154,7 +154,12 @@ def points_section(points: Sequence[ShownPoint], older: bool) -> Section:
 
 
 def training_section(history: TrainingHistory | None, folder: Path) -> Section:
-    if history is None or not any(history.stages.values()):
+    if history is not None and not history.stages:
+        body = paragraph(
+            "This model was fitted without epochs (PCA, KMeansAD or kNN): it has no loss curve.",
+            note=True,
+        )
+    elif history is None or not any(history.stages.values()):
         body = paragraph(
             "This bundle holds no training history (history.json): it was written before "
             "bundles kept one.",

@@ -21,9 +21,10 @@ from service.bundle.manifest import (
     write_history,
     write_manifest,
 )
-from training.windows.config import WindowsConfig
+from training.windows.config import FITTED_KINDS, WindowsConfig
 from training.windows.evaluation import Thresholds
 from training.windows.fit import FitReport
+from training.windows.fitted import fitted_settings
 from training.windows.pipeline import Prepared, TrainedModel
 from training.windows.series import SensorData
 
@@ -52,8 +53,16 @@ def export_onnx(scoring: nn.Module, path: Path, window: int, n_channels: int) ->
 
 
 def _settings(trained: TrainedModel, config: WindowsConfig) -> dict[str, str | int | float | bool]:
+    if trained.kind in FITTED_KINDS:
+        return {
+            "train_stride": config.train_stride,
+            "score_pooling": config.score_pooling,
+            "train_seconds": round(trained.seconds, 1),
+            **fitted_settings(trained.kind, config, trained.model),
+        }
     settings: dict[str, str | int | float | bool] = {
         "train_stride": config.train_stride,
+        "score_pooling": config.score_pooling,
         "max_epochs": config.fit.max_epochs,
         "epochs_run": trained.report.epochs_run,
         "best_epoch": trained.report.best_epoch,
@@ -84,7 +93,10 @@ def _settings(trained: TrainedModel, config: WindowsConfig) -> dict[str, str | i
 
 
 def training_history(trained: TrainedModel) -> TrainingHistory:
-    """The loss per epoch of the model, after its teacher's where it was distilled from one."""
+    """The loss per epoch of the model, after its teacher's where it was distilled from one;
+    none for a fitted model, which has no epochs."""
+    if trained.kind in FITTED_KINDS:
+        return TrainingHistory(stages={})
     reports: dict[str, FitReport] = {}
     if trained.teacher_report is not None:
         reports["teacher"] = trained.teacher_report

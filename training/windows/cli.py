@@ -48,7 +48,7 @@ from training.windows.bundle_evaluation import (
     as_evaluation,
     evaluate_bundle_in_full,
 )
-from training.windows.config import MODEL_KINDS, WindowsConfig
+from training.windows.config import MODEL_KINDS, POOLINGS, WindowsConfig
 from training.windows.drift import drift_warning
 from training.windows.evaluation import fit_thresholds
 from training.windows.fit import FitSettings
@@ -64,7 +64,8 @@ BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, HISTORY_FILE)
 def add_train_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "windows",
-        help="train a sensor-window model (teacher-student cosine distillation by default)",
+        help="train a sensor-window model (PCA reconstruction by default; the distilled "
+        "student of METHOD.md part 2 with --model distilled_student)",
         description="Train on the training split of a sensor data set and write a bundle "
         "(model.onnx, manifest.json, history.json). Every threshold is fitted on held-out blocks "
         "of the training data, never on test data: the Gamma inverse CDF at --r, the "
@@ -79,14 +80,33 @@ def add_train_parser(subparsers: Any) -> None:
         "--format", choices=FORMATS, required=True, dest="data_format", help="the data set's layout"
     )
     parser.add_argument(
-        "--subset", "--machine", dest="subset", help="SMD machine (e.g. machine-1-1), SKAB group"
+        "--subset",
+        "--machine",
+        dest="subset",
+        help="SMD machine (e.g. machine-1-1), SKAB group, UCR series (e.g. InternalBleeding16)",
     )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="BUNDLE_DIR", help="the bundle folder to write"
     )
     parser.add_argument("--name", help="model name in the manifest (default: from the data)")
     parser.add_argument("--version", default="1", help="the bundle's version")
-    parser.add_argument("--model", choices=MODEL_KINDS, default=_DEFAULTS.model, help="the model")
+    parser.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default=_DEFAULTS.model,
+        help="the model: trained by gradient descent (distilled_student: METHOD.md part 2; "
+        "student, teacher, lstm_ae, anomaly_transformer) or fitted without epochs (pca: "
+        "reconstruction from the leading principal components of whole windows; kmeans: "
+        "KMeansAD, the nearest of k-means centroids of the training windows; knn: the mean of the "
+        "nearest training windows of a memory bank); docs/RESULTS.md compares them",
+    )
+    parser.add_argument(
+        "--score-pooling",
+        choices=POOLINGS,
+        default=_DEFAULTS.score_pooling,
+        help="a step's score within a window: its own error ('step') or the window's mean error "
+        "('window')",
+    )
     parser.add_argument(
         "--window", type=positive_int, default=_DEFAULTS.window, help="steps per window"
     )
@@ -217,6 +237,7 @@ def train(args: argparse.Namespace) -> int:
             train_stride=args.train_stride,
             distill_weight=args.distill_weight,
             cosine_axis=args.cosine_axis,
+            score_pooling=args.score_pooling,
             fit=FitSettings(
                 max_epochs=args.epochs,
                 batch_size=args.batch_size,
@@ -271,6 +292,8 @@ def _train(args: argparse.Namespace, config: WindowsConfig, data: SensorData) ->
         best = history.best_epoch[stage]
         loss = epochs[best - 1].validation_loss
         print(f"{stage}: best epoch {best} of {len(epochs)}, validation loss {loss:.5g}")
+    if not history.stages:
+        print(f"{config.model}: fitted without epochs in {trained.seconds:.1f} s")
     thresholds = fit_thresholds(
         validation_part_scores(trained, prepared, config), config, data.step_seconds
     )

@@ -14,8 +14,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from service.bundle.manifest import ChannelStats
-from training.windows.config import MODEL_KINDS, WindowsConfig
+from training.windows.config import FITTED_KINDS, MODEL_KINDS, WindowsConfig
 from training.windows.fit import BatchLosses, FitReport, fit
+from training.windows.fitted import fit_fitted_model
 from training.windows.models.anomaly_transformer import AnomalyTransformer
 from training.windows.models.lstm_ae import LstmAutoencoder
 from training.windows.models.transformer import TransformerReconstructor
@@ -83,6 +84,7 @@ def prepare(data: SensorData, config: WindowsConfig) -> Prepared:
 
 
 def build_model(kind: str, n_channels: int, config: WindowsConfig) -> nn.Module:
+    """A freshly initialised model of a kind trained by gradient descent."""
     if kind == "teacher":
         return TransformerReconstructor(n_channels, config.window, config.teacher)
     if kind in ("student", "distilled_student"):
@@ -136,6 +138,8 @@ def train_model(
     log: Callable[[str], None] = lambda _: None,
 ) -> TrainedModel:
     """Train one model; a distilled student needs the trained `teacher`."""
+    if kind in FITTED_KINDS:
+        return _fit_without_epochs(kind, prepared, config, seed, log)
     torch.manual_seed(seed)
     n_channels = prepared.train_windows.shape[2]
     model = build_model(kind, n_channels, config)
@@ -160,12 +164,30 @@ def train_model(
     return TrainedModel(
         kind=kind,
         model=model,
-        scoring=scores_for(model),
+        scoring=scores_for(model, config.score_pooling),
         report=report,
         seconds=time.perf_counter() - started,
         teacher_seconds=teacher.seconds if kind == "distilled_student" and teacher else 0.0,
         cpu_seconds=time.process_time() - cpu_started,
         teacher_report=teacher.report if kind == "distilled_student" and teacher else None,
+    )
+
+
+def _fit_without_epochs(
+    kind: str, prepared: Prepared, config: WindowsConfig, seed: int, log: Callable[[str], None]
+) -> TrainedModel:
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    model = fit_fitted_model(kind, prepared.train_windows, config, seed).eval()
+    seconds = time.perf_counter() - started
+    log(f"{kind}: fitted on {prepared.train_windows.shape[0]} windows in {seconds:.1f} s")
+    return TrainedModel(
+        kind=kind,
+        model=model,
+        scoring=scores_for(model, config.score_pooling),
+        report=FitReport(seconds=seconds),
+        seconds=seconds,
+        cpu_seconds=time.process_time() - cpu_started,
     )
 
 

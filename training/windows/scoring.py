@@ -9,38 +9,55 @@ from numpy.typing import NDArray
 from torch import nn
 
 from service.features.windows import reassemble, sliding_windows, window_starts
+from training.windows.config import POOLINGS
 from training.windows.models.anomaly_transformer import AnomalyTransformer, discrepancy_score
 
 
-class ReconstructionScores(nn.Module):
-    """Score = mean squared reconstruction error over the channels at each step."""
+def pooled(score: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Per-step scores [N, window] as they are ('step'), or each step given its window's mean
+    ('window'): the window's distance from normal, which the service then averages over the
+    windows covering a step, as TSB-AD's subsequence detectors do."""
+    if pooling == "step":
+        return score
+    if pooling == "window":
+        return score.mean(dim=-1, keepdim=True).expand_as(score)
+    raise ValueError(f"unknown score pooling {pooling!r}; choose one of {POOLINGS}")
 
-    def __init__(self, model: nn.Module) -> None:
+
+class ReconstructionScores(nn.Module):
+    """Score = mean squared reconstruction error over the channels at each step (pooled)."""
+
+    def __init__(self, model: nn.Module, pooling: str = "step") -> None:
         super().__init__()
         self.model = model
+        self.pooling = pooling
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         channel_error = (windows - self.model(windows)) ** 2
-        return channel_error.mean(dim=-1), channel_error
+        return pooled(channel_error.mean(dim=-1), self.pooling), channel_error
 
 
 class AnomalyTransformerScores(nn.Module):
-    """Score = softmax(-association discrepancy) x mean squared error, as in the reference code."""
+    """Score = softmax(-association discrepancy) x mean squared error, as in the reference code
+    (pooled)."""
 
-    def __init__(self, model: AnomalyTransformer) -> None:
+    def __init__(self, model: AnomalyTransformer, pooling: str = "step") -> None:
         super().__init__()
         self.model = model
+        self.pooling = pooling
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         reconstruction, series, prior = self.model(windows)
         channel_error = (windows - reconstruction) ** 2
-        return discrepancy_score(series, prior) * channel_error.mean(dim=-1), channel_error
+        score = discrepancy_score(series, prior) * channel_error.mean(dim=-1)
+        return pooled(score, self.pooling), channel_error
 
 
-def scores_for(model: nn.Module) -> nn.Module:
+def scores_for(model: nn.Module, pooling: str = "step") -> nn.Module:
     """The scoring module for a trained model, in eval mode."""
-    module = AnomalyTransformerScores(model) if isinstance(model, AnomalyTransformer) else None
-    return (module or ReconstructionScores(model)).eval()
+    if isinstance(model, AnomalyTransformer):
+        return AnomalyTransformerScores(model, pooling).eval()
+    return ReconstructionScores(model, pooling).eval()
 
 
 def score_windows(

@@ -33,6 +33,7 @@ from service.api.inference_v2.tensors import (
     parse_request,
 )
 from service.audio.decode import AudioDecodeError, DecodeLimits
+from service.events.capture import EventSink
 from service.features.logmel import AudioTooShortError
 from service.metrics import Metrics
 from service.pipelines.audio_clip import score_clip
@@ -96,6 +97,7 @@ def infer(
     limits: DecodeLimits,
     max_sensor_steps: int,
     metrics: Metrics,
+    events: EventSink | None = None,
 ) -> Encoded:
     """The encoded response to one inference request. Raises InvalidRequestError (HTTP 400)."""
     request, inputs = parse_request(body, header_length)
@@ -104,10 +106,12 @@ def infer(
         raise InvalidRequestError("the station parameter must be a string of at most 64 characters")
     try:
         if model.audio is not None:
-            outputs = _infer_audio(model.audio, request, inputs, limits, metrics, station)
+            outputs = _infer_audio(model.audio, request, inputs, limits, metrics, station, events)
         else:
             assert model.windows is not None
-            outputs = _infer_windows(model.windows, inputs, max_sensor_steps, metrics, station)
+            outputs = _infer_windows(
+                model.windows, inputs, max_sensor_steps, metrics, station, events
+            )
     except _UNSCORABLE as exc:
         raise InvalidRequestError(str(exc)) from exc
     selected, binary = _selected(outputs, request)
@@ -133,6 +137,7 @@ def _infer_audio(
     limits: DecodeLimits,
     metrics: Metrics,
     station: str | None,
+    events: EventSink | None,
 ) -> list[OutputTensor]:
     given = _only_input(inputs, (AUDIO_INPUT, SAMPLES_INPUT))
     if given.name == AUDIO_INPUT:
@@ -144,7 +149,15 @@ def _infer_audio(
     else:
         rate = given.parameters.get(SAMPLE_RATE, request.parameters.get(SAMPLE_RATE))
         data = _as_wav(given, rate, limits)
-    clip = score_clip(detector, data, limits=limits, metrics=metrics, station=station)
+    clip = score_clip(
+        detector,
+        data,
+        limits=limits,
+        metrics=metrics,
+        station=station,
+        events=events,
+        event_source="v2",
+    )
     return [
         *_verdict(clip.score, detector.clip.threshold, clip.verdict.ratio, clip.verdict.anomaly),
         OutputTensor("block_scores", "FP64", np.array([b.score for b in clip.blocks])),
@@ -176,6 +189,7 @@ def _infer_windows(
     max_sensor_steps: int,
     metrics: Metrics,
     station: str | None,
+    events: EventSink | None,
 ) -> list[OutputTensor]:
     given = _only_input(inputs, (SAMPLES_INPUT,))
     samples = given.numbers
@@ -194,6 +208,8 @@ def _infer_windows(
         top_channels=_TOP_CHANNELS,
         metrics=metrics,
         station=station,
+        events=events,
+        event_source="v2",
     )
     return [
         *_verdict(

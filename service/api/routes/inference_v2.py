@@ -141,6 +141,7 @@ async def _infer(request: Request, runtime: Runtime, name: str, version: str | N
             limits=DecodeLimits.from_settings(runtime.settings),
             max_sensor_steps=runtime.settings.max_sensor_steps,
             metrics=runtime.metrics,
+            events=runtime.events,
         )
     except InvalidRequestError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc

@@ -93,6 +93,13 @@ async def score(
         str | None,
         Query(max_length=64, description="where the clip was recorded, for metrics"),
     ] = None,
+    blocks: Annotated[
+        bool,
+        Query(
+            description="include every block's verdict (the default); false answers "
+            "`blocks: null`, a shorter answer for clients that read only the clip's verdict"
+        ),
+    ] = True,
 ) -> ClipVerdict:
     detector = model.audio
     if detector is None:
@@ -109,11 +116,12 @@ async def score(
             limits=DecodeLimits.from_settings(runtime.settings),
             metrics=runtime.metrics,
             station=station,
+            events=runtime.events,
         )
     except (AudioDecodeError, AudioTooShortError, NonFiniteError) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
-    blocks = [BlockVerdict(**vars(block)) for block in clip.blocks]
+    worst = clip.blocks[clip.worst_block]
     features = detector.scorer.manifest.features
     return ClipVerdict(
         model=model.name,
@@ -129,9 +137,9 @@ async def score(
         ratio=clip.verdict.ratio,
         anomaly=clip.verdict.anomaly,
         block_threshold=detector.block.threshold,
-        blocks=blocks,
-        worst_block=WorstBlock(
-            **blocks[clip.worst_block].model_dump(),
+        blocks=[BlockVerdict.of(block) for block in clip.blocks] if blocks else None,
+        worst_block=WorstBlock.of(
+            worst,
             band_error=[float(v) for v in clip.worst_band_error],
             band_hz=mel_band_centres_hz(features).tolist(),
         ),

@@ -105,6 +105,7 @@ async def score_windows(
             top_channels=top_channels,
             metrics=runtime.metrics,
             station=station,
+            events=runtime.events,
         )
     except (SensorInputError, SeriesTooShortError, NonFiniteError) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc

@@ -2,14 +2,17 @@
 `stop`; a `score` message per block as soon as it is complete.
 
 A receiver task takes frames into a bounded per-connection buffer while a scorer task scores
-them in the pool, so a client that sends faster than the server scores is refused (1013)
-instead of filling memory."""
+them in the stream batcher (with the frames of other streams). A client that sends faster than
+the server scores is pushed back: while the buffer is full the receiver stops reading, so the
+socket's buffers fill and the client's sends wait, and nothing is dropped."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette import status
 
@@ -17,6 +20,7 @@ from service.api.streams.connection import StreamConnection
 from service.api.streams.errors import StreamError, protocol_error
 from service.audio.resample import UnsupportedRateError, resampling_factors
 from service.pipelines.audio_stream import AudioStream, Encoding, StreamFrameError
+from service.scoring.batching import FeatureWork, ModelWork, Prepared
 from service.scoring.decision import NonFiniteError
 from service.scoring.detectors import AudioDetector, BlockVerdict
 
@@ -139,10 +143,10 @@ def _ready(connection: StreamConnection, detector: AudioDetector) -> ReadyMessag
 
 async def serve_audio_stream(connection: StreamConnection, detector: AudioDetector) -> None:
     """Run the audio protocol on an accepted connection holding a stream slot."""
-    start = await _receive_start(connection, detector.scorer.manifest.features.sample_rate)
+    model_rate = detector.scorer.manifest.features.sample_rate
+    start = await _receive_start(connection, model_rate)
     settings = connection.settings
-    # Designing the resampling filter may take a while at an odd rate: not on the event loop.
-    stream = await connection.in_pool(
+    opened = functools.partial(
         AudioStream,
         detector,
         sample_rate=start.sample_rate,
@@ -153,7 +157,12 @@ async def serve_audio_stream(connection: StreamConnection, detector: AudioDetect
         max_resample_factor=settings.max_resample_factor,
         metrics=connection.metrics,
         station=start.station,
+        events=connection.runtime.events,
     )
+    # Designing a resampling filter may take a while at an odd rate: not on the event loop.
+    # At the model's rate there is none, and hundreds of streams starting together must not
+    # queue for (or be refused by) the request pool.
+    stream = opened() if start.sample_rate == model_rate else await connection.in_pool(opened)
     await connection.send(_ready(connection, detector))
     await _AudioSession(connection, stream).run()
 
@@ -167,6 +176,7 @@ class _AudioSession:
         self._limits = connection.settings
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._buffered = 0  # bytes received and not yet scored
+        self._drained = asyncio.Event()  # set whenever the scorer has taken frames off
         self._samples = 0  # audio received, in samples per channel
         self._blocks = 0
         self._anomalies = 0
@@ -202,14 +212,15 @@ class _AudioSession:
                 raise self._connection.idle_error()
             frame = message.get("bytes")
             if frame is not None:
-                self._accept(frame)
+                await self._accept(frame)
                 continue
             _parse_stop(message.get("text") or "")
             self._queue.put_nowait(None)
             return
 
-    def _accept(self, frame: bytes) -> None:
-        """Queue one frame, or end the stream if it breaks a limit."""
+    async def _accept(self, frame: bytes) -> None:
+        """Queue one frame once the buffer has room for it (reading nothing meanwhile: the
+        back-pressure), or end the stream if it breaks a limit."""
         limit = self._limits.ws_buffer_bytes
         refuse = self._connection.refuse_frame
         if len(frame) > limit:
@@ -237,23 +248,16 @@ class _AudioSession:
                     f"the stream passed the limit of {most:g} s of audio; start a new one",
                 ),
             )
-        if self._buffered + len(frame) > limit:
-            raise refuse(
-                "buffer_full",
-                StreamError(
-                    status.WS_1013_TRY_AGAIN_LATER,
-                    "buffer_full",
-                    f"more than {limit} bytes of audio are waiting to be scored: the client "
-                    "sends faster than the server scores; pace the frames and reconnect",
-                ),
-            )
+        while self._buffered and self._buffered + len(frame) > limit:
+            self._drained.clear()
+            await self._drained.wait()
         self._buffered += len(frame)
         self._samples += samples
         self._queue.put_nowait(frame)
 
     async def _score_frames(self) -> None:
         """Score queued frames in order; after `stop`, flush the end of the stream."""
-        in_pool = self._connection.in_pool
+        in_batch = self._connection.in_batch
         finished = False
         while not finished:
             frames = [await self._queue.get()]
@@ -264,16 +268,28 @@ class _AudioSession:
             finished = frames[-1] is None
             audio = b"".join(frame for frame in frames if frame is not None)
             try:
-                verdicts = await in_pool(self._stream.push, audio) if audio else []
-                if finished:
-                    verdicts += await in_pool(self._stream.finish)
+                verdicts = await in_batch(functools.partial(self._windows_of, audio, finished))
             except StreamFrameError as exc:
                 bad = StreamError(status.WS_1008_POLICY_VIOLATION, "bad_frame", str(exc))
                 raise self._connection.refuse_frame("bad_frame", bad) from exc
             except NonFiniteError as exc:
                 raise self._connection.refuse_frame("bad_frame", _unscorable(exc)) from exc
             self._buffered -= len(audio)
+            self._drained.set()
             await self._send_verdicts(verdicts)
+
+    def _windows_of(self, audio: bytes, finished: bool) -> Prepared[list[BlockVerdict]]:
+        """In the batcher: the analysis windows `audio` (and, when `finished`, the stream's
+        end) complete. The batcher turns them into log-mel frames and scores the blocks those
+        complete together with those of other streams, then asks for this stream's verdicts."""
+        stream = self._stream
+        parts = [stream.windows_of(audio)] if audio else []
+        if finished:
+            parts.append(stream.final_windows())
+        if not parts:
+            return ModelWork.done([])
+        windows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return FeatureWork(stream.extractor, windows, functools.partial(_blocks_work, stream))
 
     async def _send_verdicts(self, verdicts: list[BlockVerdict]) -> None:
         self._blocks += len(verdicts)
@@ -289,6 +305,16 @@ class _AudioSession:
                     anomaly=v.anomaly,
                 )
             )
+
+
+def _blocks_work(stream: AudioStream, frames: np.ndarray) -> ModelWork[list[BlockVerdict]]:
+    """A stream's new log-mel frames -> the blocks they complete, to be scored with other
+    streams' and turned into this stream's verdicts. Even with no block, `verdicts` runs:
+    the stream's end is recorded there."""
+    batch = stream.blocks_of_frames(frames)
+    return ModelWork(
+        stream.scorer, batch.blocks, lambda scores, bands: stream.verdicts(batch, scores, bands)
+    )
 
 
 def _parse_stop(text: str) -> None:

@@ -1,5 +1,6 @@
 """One accepted stream connection as both protocols use it: receiving with the idle timeout,
-running work in the scoring pool, counting dropped frames, holding a stream slot."""
+running work in the scoring pool or the stream batcher, counting dropped frames, holding a
+stream slot."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from service.concurrency import PoolFullError
 from service.metrics import Metrics
 from service.registry import ServedModel
 from service.runtime import Runtime
+from service.scoring.batching import Prepared
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,6 +45,13 @@ class StreamConnection:
         self.runtime = runtime
         self.model = model
         self.settings = runtime.settings
+        # The idle timeout: one timer per connection, moved on lazily (see `_check_idle`)
+        # rather than one set and cancelled per message, which hundreds of streams at ten
+        # frames a second would pay for on the event loop.
+        self._idle_deadline = 0.0
+        self._waiting: asyncio.Task[Any] | None = None  # the task in `receive`, if any
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_fired = False
 
     @property
     def metrics(self) -> Metrics:
@@ -51,15 +60,39 @@ class StreamConnection:
     async def receive(self) -> MutableMapping[str, Any] | None:
         """The next message, or None after AUSCULT_WS_IDLE_TIMEOUT_SECONDS of silence. Raises
         WebSocketDisconnect when the client leaves."""
+        loop = asyncio.get_running_loop()
+        self._idle_deadline = loop.time() + self.settings.ws_idle_timeout_seconds
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_at(self._idle_deadline, self._check_idle)
+        task = asyncio.current_task()
+        self._waiting = task
         try:
-            message = await asyncio.wait_for(
-                self.websocket.receive(), timeout=self.settings.ws_idle_timeout_seconds
-            )
-        except TimeoutError:
-            return None
+            message = await self.websocket.receive()
+        except asyncio.CancelledError:
+            if self._idle_fired and task is not None:
+                self._idle_fired = False
+                if task.uncancel() == 0:  # the idle timer's cancellation, no one else's
+                    return None
+            raise
+        finally:
+            self._waiting = None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", status.WS_1000_NORMAL_CLOSURE))
         return message
+
+    def _check_idle(self) -> None:
+        """The idle timer: interrupt a `receive` that has waited past its deadline, or move
+        on to the deadline of the one now waiting. Not waiting (the stream is busy, or over),
+        it stops; the next `receive` starts it again."""
+        self._idle_timer = None
+        if self._waiting is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._idle_deadline:
+            self._idle_timer = loop.call_at(self._idle_deadline, self._check_idle)
+            return
+        self._idle_fired = True
+        self._waiting.cancel()
 
     def idle_error(self, what: str = "nothing was received") -> StreamError:
         idle = self.settings.ws_idle_timeout_seconds
@@ -73,6 +106,12 @@ class StreamConnection:
             self.metrics.pool_rejections.inc()
             self.drop("pool_full")
             raise StreamError(status.WS_1013_TRY_AGAIN_LATER, "busy", str(exc)) from exc
+
+    async def in_batch(self, prepare: Callable[[], Prepared[T]]) -> T:
+        """Run one step of this stream in the stream batcher (service/scoring/batching.py),
+        together with the steps of other streams: never refused, so a busy server slows the
+        stream (and, through its buffer, the client) instead of closing it."""
+        return await self.runtime.stream_batcher.run(prepare)
 
     def drop(self, reason: str) -> None:
         self.metrics.frames_dropped.labels(self.model.name, reason).inc()

@@ -10,6 +10,7 @@ queue more than one frame of work."""
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +20,7 @@ from service.api.schemas import AnomalyRunOut
 from service.api.streams.connection import StreamConnection
 from service.api.streams.errors import StreamError, protocol_error
 from service.pipelines.sensor_stream import SensorStream
+from service.scoring.batching import ModelWork
 from service.scoring.decision import NonFiniteError
 from service.scoring.detectors import StepVerdicts, WindowsDetector
 from service.sensor_input import SensorInputError, parse_sensor_frame
@@ -74,7 +76,7 @@ def _bad_frame(message: str) -> StreamError:
 
 
 def _handle_frame(stream: SensorStream, text: str) -> tuple[StepVerdicts, bool]:
-    """In the scoring pool: one frame -> the verdicts it makes final, and whether it was stop."""
+    """In the stream batcher: one frame -> the verdicts it makes final, and whether it was stop."""
     try:
         message = parse_sensor_frame(text)
     except SensorInputError as exc:
@@ -85,6 +87,12 @@ def _handle_frame(stream: SensorStream, text: str) -> tuple[StepVerdicts, bool]:
     if kind != "samples":
         raise protocol_error(_PROTOCOL)
     return stream.push(message.get("samples")), False
+
+
+def _frame_work(stream: SensorStream, text: str) -> ModelWork[tuple[StepVerdicts, bool]]:
+    """In the stream batcher: one frame's work, done in the same thread hop as the frames of
+    other streams (windows models score each stream's windows on their own)."""
+    return ModelWork.done(_handle_frame(stream, text))
 
 
 class _SensorSession:
@@ -102,6 +110,7 @@ class _SensorSession:
             max_steps=settings.max_sensor_steps,
             metrics=self._connection.metrics,
             station=start.station,
+            events=self._connection.runtime.events,
         )
         await self._connection.send(
             SensorReady(
@@ -119,7 +128,9 @@ class _SensorSession:
         while not stopped:
             text = await self._receive()
             try:
-                verdicts, stopped = await self._connection.in_pool(_handle_frame, stream, text)
+                verdicts, stopped = await self._connection.in_batch(
+                    functools.partial(_frame_work, stream, text)
+                )
             except SensorInputError as exc:
                 raise self._connection.refuse_frame("bad_frame", _bad_frame(str(exc))) from exc
             except NonFiniteError as exc:

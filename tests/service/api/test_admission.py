@@ -105,6 +105,12 @@ def test_a_request_behind_work_over_the_bound_is_refused_before_its_body_is_sent
             assert headers["retry-after"] == "1"
             assert "over the limit of 0 s" in json.loads(detail)["detail"]
             assert _rejections(strict_server) == 1
+            # Counted under its route, though refused before routing.
+            refused = (
+                'auscult_http_requests_total{method="POST",route="/v1/models/{name}/score",'
+                'status="503"} 1.0'
+            )
+            assert refused in httpx.get(strict_server.url + "/metrics").text
             # The connection stays open: the body sent now is dropped, the next request served.
             assert "connection" not in headers
             probe.sendall(body + b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")

@@ -67,6 +67,10 @@ def test_openapi_documents_every_route_and_both_key_schemes(tmp_path: Path) -> N
         "/v2/models/{name}/versions/{version}",
         "/v2/models/{name}/versions/{version}/ready",
         "/v2/models/{name}/versions/{version}/infer",
+        "/v1/events",
+        "/v1/events/{event_id}",
+        "/v1/events/{event_id}/audio",
+        "/v1/events/{event_id}/label",
     }
     body = schema["paths"]["/v1/models/{name}/score"]["post"]["requestBody"]["content"]
     assert {"audio/wav", "audio/flac", "multipart/form-data"} <= set(body)
@@ -82,6 +86,12 @@ def test_openapi_documents_every_route_and_both_key_schemes(tmp_path: Path) -> N
             "name": "X-API-Key",
             "description": "an API key as `X-API-Key: <key>`",
         },
+        "APIKeyCookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "auscult_api_key",
+            "description": "the API key the review page keeps after `/ui/review?api_key=<key>`",
+        },
     }
     either_key = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
     for path, operations in schema["paths"].items():
@@ -90,6 +100,9 @@ def test_openapi_documents_every_route_and_both_key_schemes(tmp_path: Path) -> N
                 path.startswith("/v2") and not path.startswith("/v2/health/")
             )
             expected = either_key if keyed else None
+            if path.startswith("/v1/events"):
+                # The review page's requests carry the key in its cookie.
+                expected = [*either_key, {"APIKeyCookie": []}]
             assert operation.get("security") == expected, path
 
 

@@ -29,6 +29,8 @@ ARCHITECTURE = {
     "auscult_websocket_frames_dropped": ("counter", {"model", "reason"}),
     "auscult_model_reloads": ("counter", {"result"}),
     "auscult_pool_rejections": ("counter", set()),
+    "auscult_events_stored": ("counter", {"kind", "verdict"}),
+    "auscult_events_dropped": ("counter", {"reason"}),
 }
 
 

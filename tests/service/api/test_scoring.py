@@ -79,6 +79,23 @@ def test_an_anomalous_clip_is_flagged_with_its_blocks_and_worst_bands(
     assert worst["band_hz"] == sorted(worst["band_hz"])
 
 
+def test_blocks_false_leaves_out_the_blocks_and_nothing_else(
+    client: httpx.Client, anomalous_wav: bytes
+) -> None:
+    full = _score(client, anomalous_wav).json()
+    response = client.post(
+        "/v1/models/fan/score",
+        params={"blocks": "false"},
+        content=anomalous_wav,
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 200, response.text
+    short = response.json()
+    assert short["blocks"] is None
+    assert len(full["blocks"]) > 1
+    assert short == {**full, "blocks": None}
+
+
 def test_flac_and_multipart_uploads_score_like_the_wav(
     client: httpx.Client, anomalous_wav: bytes
 ) -> None:

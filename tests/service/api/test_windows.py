@@ -172,6 +172,30 @@ def test_a_sensor_stream_gives_the_scores_of_the_whole_series(
     assert "sensor_2" in names
 
 
+def test_forty_concurrent_sensor_streams_each_get_the_scores_of_their_own_series(
+    server: LiveServer, models: Path
+) -> None:
+    every = [
+        sensor_series(100, channels=4, seed=50 + i, anomaly=(40, 60, i % 4)) for i in range(40)
+    ]
+    stop = json.dumps({"type": "stop"})
+
+    async def all_streams() -> list[tuple[dict[str, Any], list[dict[str, Any]], int | None]]:
+        return await asyncio.gather(
+            *(
+                _sensor_stream(server, {"type": "start"}, [*_frames(s, [10] * 10), stop])
+                for s in every
+            )
+        )
+
+    scorer = _scorer(models)
+    for series, (_, messages, code) in zip(every, asyncio.run(all_streams()), strict=True):
+        *steps, end = messages
+        assert (code, end["steps_scored"]) == (1000, 100)
+        scores = np.concatenate([m["scores"] for m in steps])
+        np.testing.assert_allclose(scores, scorer.score(series).scores, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("start", "frames", "code", "close_code", "words"),
     [

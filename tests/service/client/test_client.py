@@ -5,19 +5,25 @@ client would overrun it), sensor streams whose scores equal `/windows`, and erro
 from __future__ import annotations
 
 import asyncio
+import io
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import soundfile as sf
 
 from service.client import (
     AsyncAuscultClient,
     AuscultClient,
     AuscultError,
     ClipVerdict,
+    EventOut,
+    EventQuery,
     ScoreMessage,
+    SensorFileError,
     SensorSteps,
     StreamClosedError,
 )
@@ -67,6 +73,7 @@ def _assert_same_blocks(streamed: list[ScoreMessage], verdict: ClipVerdict) -> N
     """Block by block: index, times and verdict exactly; scores to float32 precision, as ONNX
     Runtime's sums differ in the last bits between batch sizes (a clip's blocks go in one batch,
     a stream's as they complete)."""
+    assert verdict.blocks is not None
     assert [(m.seq, m.start_s, m.end_s, m.anomaly) for m in streamed] == [
         (b.index, b.start_s, b.end_s, b.anomaly) for b in verdict.blocks
     ]
@@ -115,6 +122,7 @@ def test_a_streamed_file_gets_the_verdicts_of_scoring_it(
     verdict = client.score_file("fan", flight)
     streamed = list(client.stream_audio("fan", flight))
     _assert_same_blocks(streamed, verdict)
+    assert verdict.blocks is not None
     assert any(b.anomaly for b in verdict.blocks)
     assert not all(b.anomaly for b in verdict.blocks)
 
@@ -222,3 +230,159 @@ def test_async_live_audio_frames(server: LiveServer) -> None:
             _assert_same_blocks(streamed, verdict)
 
     asyncio.run(run())
+
+
+def _write_csv(path: Path, series: np.ndarray, names: list[str], *, label: bool) -> Path:
+    """The layout of `auscult train windows --format csv`: timestamp, channels, label."""
+    header = ["timestamp", *names, *(["label"] if label else [])]
+    lines = [",".join(header)]
+    for step, row in enumerate(series):
+        cells = [f"2026-12-01T00:00:{step:05d}", *(repr(float(v)) for v in row)]
+        lines.append(",".join([*cells, *(["0"] if label else [])]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_sensor_csv_file_scores_and_streams_as_its_rows(
+    client: AuscultClient, server: LiveServer, tmp_path: Path
+) -> None:
+    """The header names the columns (here in reverse order, with a label column that is not
+    sent), so the file's verdicts are those of the rows in the model's order."""
+    series = sensor_series(100, channels=CHANNELS, seed=10, anomaly=(50, 70, 1))
+    names = [f"sensor_{i}" for i in reversed(range(CHANNELS))]
+    path = _write_csv(tmp_path / "press.csv", series[:, ::-1], names, label=True)
+    expected = client.score_series("press", series)
+    assert client.score_series("press", path).scores == expected.scores
+    streamed = list(client.stream_sensors("press", str(path), rows_per_frame=16))
+    assert _steps(streamed) == (expected.scores, expected.anomalies)
+
+    async def run() -> list[SensorSteps]:
+        async with AsyncAuscultClient(server.url, api_key=KEY) as auscult:
+            assert (await auscult.score_series("press", path)).scores == expected.scores
+            return [s async for s in auscult.stream_sensors("press", path, rows_per_frame=16)]
+
+    assert _steps(asyncio.run(run())) == (expected.scores, expected.anomalies)
+
+
+def test_gaps_repeat_the_previous_reading_and_semicolons_separate(
+    client: AuscultClient, tmp_path: Path
+) -> None:
+    series = sensor_series(60, channels=CHANNELS, seed=14)
+    lines = ["time;" + ";".join(f"sensor_{i}" for i in range(CHANNELS))]
+    for step, row in enumerate(series):
+        cells = [repr(float(v)) for v in row]
+        if step == 30:
+            cells[1] = ""  # a missed reading
+            series[30, 1] = series[29, 1]
+        lines.append(";".join([str(step), *cells]))
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert client.score_series("press", path).scores == client.score_series("press", series).scores
+
+
+def test_a_sensor_csv_file_that_is_not_one(client: AuscultClient, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text("timestamp,a,b,c\n0,1.0,x,3.0\n", encoding="utf-8")
+    with pytest.raises(SensorFileError, match=r"broken\.csv, line 2: 'x' is not a number"):
+        client.score_series("press", broken)
+    leading_gap = tmp_path / "gap.csv"
+    leading_gap.write_text("timestamp,a,b,c\n0,1.0,,3.0\n", encoding="utf-8")
+    with pytest.raises(SensorFileError, match="line 2: an empty cell before any reading"):
+        client.score_series("press", leading_gap)
+    lonely = tmp_path / "lonely.csv"
+    lonely.write_text("timestamp\n0\n", encoding="utf-8")
+    with pytest.raises(SensorFileError, match="at least one channel"):
+        list(client.stream_sensors("press", lonely))
+
+
+def test_live_generators_are_sent_as_they_yield(client: AuscultClient) -> None:
+    """Verdicts come back while the source is still producing: nothing waits for its end."""
+    series = sensor_series(200, channels=CHANNELS, seed=12)
+    yielded = 0
+
+    def sensor_gateway() -> Iterator[np.ndarray]:
+        nonlocal yielded
+        for row in series:
+            yielded += 1
+            yield row
+
+    first = next(iter(client.stream_sensors("press", sensor_gateway())))
+    assert first.scores
+    assert yielded < len(series)
+
+    samples = machine_sound(8.0, seed=13)
+    pcm = np.round(samples * 32767).astype(np.int16)
+    frames_sent = 0
+
+    def microphone() -> Iterator[np.ndarray]:
+        nonlocal frames_sent
+        for start in range(0, pcm.size, 1600):
+            frames_sent += 1
+            yield pcm[start : start + 1600]
+
+    stream = client.stream_audio("fan", microphone(), sample_rate=16000)
+    assert next(stream).seq == 0
+    assert frames_sent < pcm.size // 1600
+    stream.close()  # type: ignore[attr-defined]
+
+
+def _events_once_written(auscult: AuscultClient, expected: int) -> list[EventOut]:
+    """The store's writer batches events off the request path: wait until all are listed."""
+    deadline = time.monotonic() + 30
+    while len(events := list(auscult.iter_events(EventQuery(model="fan")))) < expected:
+        assert time.monotonic() < deadline, f"{len(events)} of {expected} events written"
+        time.sleep(0.1)
+    return events
+
+
+def test_events_are_listed_played_and_labelled(models: Path, tmp_path: Path) -> None:
+    with (
+        keyed_server(models, KEY, state_dir=tmp_path / "state") as live,
+        AuscultClient(live.url, api_key=KEY) as auscult,
+    ):
+        normal = auscult.score_bytes("fan", encode(machine_sound(2.0, seed=3), 16000))
+        alarm = auscult.score_bytes(
+            "fan", encode(machine_sound(2.0, seed=4, anomalous=True), 16000), station="line-1"
+        )
+        assert (normal.anomaly, alarm.anomaly) == (False, True)
+        assert len(_events_once_written(auscult, 2)) == 2
+
+        (event,) = auscult.events(EventQuery(verdict="anomaly")).events
+        assert event.station == "line-1"
+        assert event.score == pytest.approx(alarm.score)
+        detail = auscult.event(event.id)
+        assert len(detail.detail["blocks"]) == len(alarm.blocks or [])
+        played, rate = sf.read(io.BytesIO(auscult.event_audio(event.id)))
+        assert len(played) / rate == pytest.approx(alarm.duration_s, abs=0.01)
+
+        labelled = auscult.label_event(event.id, "anomaly", note="bearing noise", by="ana")
+        assert (labelled.label, labelled.labelled_by, labelled.label_note) == (
+            "anomaly",
+            "ana",
+            "bearing noise",
+        )
+        assert [e.id for e in auscult.events(EventQuery(label="anomaly")).events] == [event.id]
+        assert event.id not in {e.id for e in auscult.events(EventQuery(label="none")).events}
+        # Pages follow each other: one event a page still lists both, newest first.
+        first = auscult.events(limit=1)
+        assert first.next_cursor is not None
+        second = auscult.events(limit=1, cursor=first.next_cursor)
+        assert [first.events[0].id, second.events[0].id] == [e.id for e in auscult.iter_events()]
+        paged = [e.id for e in auscult.iter_events(page_size=1)]
+        assert paged == [first.events[0].id, second.events[0].id]
+        with pytest.raises(AuscultError) as missing:
+            auscult.event("0" * 32)
+        assert missing.value.status_code == 404
+        with pytest.raises(ValueError, match="not an event id"):
+            auscult.label_event("../models/reload", "normal")
+
+        async def listed_async() -> list[str]:
+            async with AsyncAuscultClient(live.url, api_key=KEY) as client:
+                relabelled = await client.label_event(event.id, "normal", by="ben")
+                assert relabelled.label == "normal"
+                return [
+                    e.id async for e in client.iter_events(EventQuery(model="fan"), page_size=1)
+                ]
+
+        assert asyncio.run(listed_async()) == [e.id for e in auscult.iter_events()]
+        assert auscult.event(event.id).label == "normal"

@@ -70,11 +70,13 @@ def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
     # 5 normal training recordings are fewer than the default minimum of 10: said in words.
     assert "warning: the thresholds rest on only 5 normal recordings" in trained.stdout
     assert sorted(p.name for p in bundle.iterdir()) == [
+        "architecture.json",
         "history.json",
         "manifest.json",
         "model.onnx",
         "report",
         "split.json",
+        "weights.safetensors",
     ]
     manifest = read_manifest(bundle)
     assert isinstance(manifest, AudioManifest)
@@ -141,7 +143,7 @@ def test_train_then_evaluate_on_recordings_the_bundle_never_saw(
 
 def test_no_report_writes_only_the_bundle(machine: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
-    argv = ["--data", machine, "--out", bundle, "--clip-seconds", "2", *QUICK]
+    argv: list[str | Path] = ["--data", machine, "--out", bundle, "--clip-seconds", "2", *QUICK]
     trained = _auscult("train", "audio", *argv, "--epochs", "1", "--no-report")
     assert trained.returncode == 0, trained.stderr
     assert "report:" not in trained.stdout
@@ -162,6 +164,8 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         "--min-threshold-recordings N",
         "--clip-seconds S",
         "--backbone",
+        "--score",
+        "--model",
         "--seed",
     ):
         assert flag in shown

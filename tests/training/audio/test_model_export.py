@@ -12,7 +12,7 @@ import torch
 
 from training.audio.backbones import Backbone, backbone_recipe
 from training.audio.export import export_onnx
-from training.audio.model import Autoencoder, BlockScorer
+from training.audio.model import Autoencoder, BlockScore, BlockScorer
 
 
 @pytest.fixture(autouse=True)
@@ -20,12 +20,14 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _scorer(backbone: Backbone, seed: int = 0) -> BlockScorer:
+def _scorer(backbone: Backbone, seed: int = 0, score: BlockScore = "reconstruction") -> BlockScorer:
     features = backbone_recipe(backbone).features
     torch.manual_seed(seed)
-    scorer = BlockScorer(features.n_mels, features.frames_per_block)
+    scorer = BlockScorer(features.n_mels, features.frames_per_block, score)
     training = np.random.default_rng(seed).normal(-45.0, 12.0, (200, features.block_size))
     scorer.set_standardisation(training.astype(np.float32))
+    if score == "latent_knn":
+        scorer.set_memory_bank(training.astype(np.float32), seed)
     return scorer.eval()
 
 
@@ -70,9 +72,19 @@ def test_standardisation_lives_inside_the_model() -> None:
         torch.testing.assert_close(plain(x)[0], shifted(x + 20.0)[0], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("backbone", ["block", "context"])
-def test_onnx_runtime_scores_equal_torch_scores(tmp_path: Path, backbone: Backbone) -> None:
-    scorer = _scorer(backbone)
+@pytest.mark.parametrize(
+    ("backbone", "score"),
+    [
+        ("block", "reconstruction"),
+        ("context", "reconstruction"),
+        ("block", "quiet_bands"),
+        ("context", "latent_knn"),
+    ],
+)
+def test_onnx_runtime_scores_equal_torch_scores(
+    tmp_path: Path, backbone: Backbone, score: BlockScore
+) -> None:
+    scorer = _scorer(backbone, score=score)
     path = export_onnx(scorer, tmp_path / "model.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # weights inside, no side file
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -22,6 +22,7 @@ from training.audio.pipeline import AudioTrainingConfig, AudioTrainingResult, tr
 from training.audio.splits import SplitFractions
 from training.audio.stages import FitSettings
 from training.audio.synthetic import write_folder_tree
+from training.thresholds import fit_gamma
 
 FIT = FitSettings(max_epochs=4, patience=2, batch_size=64, quiet=True)
 
@@ -71,8 +72,12 @@ def _side(bundle: Path, side: str, machine: Path) -> list[Recording]:
     ]
 
 
-def _onnx_scores(bundle: Path, recordings: list[Recording], hop: int | None) -> list[np.ndarray]:
-    """Block scores of every 2 s clip of `recordings`, one array per clip."""
+def _onnx_scores(
+    bundle: Path, recordings: list[Recording], hop: int | None, reconstruction: bool = False
+) -> list[np.ndarray]:
+    """Block scores of every 2 s clip of `recordings`, one array per clip; with
+    `reconstruction`, the blocks' reconstruction errors (the mean of `band_error`), which the
+    margin a is fitted on whatever block score the bundle serves."""
     manifest = read_manifest(bundle)
     assert isinstance(manifest, AudioManifest)
     extractor = LogMelExtractor(manifest.features)
@@ -83,12 +88,16 @@ def _onnx_scores(bundle: Path, recordings: list[Recording], hop: int | None) -> 
         samples = load_audio(recording.path, rate)
         for start in range(0, samples.size - 2 * rate + 1, 2 * rate):
             blocks = extractor.blocks(extractor.log_mel(samples[start : start + 2 * rate]), hop)
-            per_clip.append(session.run(["score"], {"blocks": blocks})[0].astype(np.float64))
+            score, band_error = session.run(["score", "band_error"], {"blocks": blocks})
+            chosen = band_error.mean(axis=1) if reconstruction else score
+            per_clip.append(chosen.astype(np.float64))
     return per_clip
 
 
 def _gamma_ppf(scores: np.ndarray, r: float) -> float:
-    shape, _, scale = stats.gamma.fit(scores, floc=0.0)
+    # fit_gamma lifts exact zeros (a latent_knn block whose code is in the bank) to the
+    # smallest positive score; the Gamma is then the plain maximum-likelihood fit.
+    shape, scale = fit_gamma(scores)
     return float(stats.gamma.ppf(r, shape, scale=scale))
 
 
@@ -141,15 +150,16 @@ def test_held_out_thresholds_are_fitted_on_the_threshold_recordings_only(
 def test_margin_a_is_fitted_on_stage_one_scores_of_the_training_normal_blocks(
     machine: Path, held_out: Path
 ) -> None:
-    # With no labelled anomalies the exported model is stage 1's, so its scores of the training
-    # normal blocks (cut every train_hop_frames) are the ones the margin was fitted on.
+    # With no labelled anomalies the exported model is stage 1's, so its reconstruction errors
+    # of the training normal blocks (cut every train_hop_frames) are the ones the margin was
+    # fitted on.
     bundle = held_out
     manifest = _manifest(bundle)
     train_side = _side(bundle, "train", machine)
     hop = manifest.training.train_hop_frames
     assert hop is not None
     assert hop < manifest.features.block_hop_frames
-    blocks = np.concatenate(_onnx_scores(bundle, train_side, hop))
+    blocks = np.concatenate(_onnx_scores(bundle, train_side, hop, reconstruction=True))
     assert manifest.training_margin.n_scores == blocks.size
     assert manifest.training_margin.threshold == pytest.approx(_gamma_ppf(blocks, 0.99), rel=1e-3)
 

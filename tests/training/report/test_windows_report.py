@@ -55,7 +55,8 @@ def _write_csv(path: Path, values: np.ndarray, labels: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(bundle, data): a default-model bundle trained on generated CSV recordings."""
+    """(bundle, data): a distilled-student bundle (a model with epochs, so the page shows its
+    loss) trained on generated CSV recordings."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("windows")
     data = root / "data"
@@ -66,7 +67,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         _write_csv(data / "test" / name, _test_part(seed, start, stop, channel, shift), labels)
     bundle = root / "bundle"
     argv = ["train", "windows", "--data", str(data), "--format", "csv", "--out", str(bundle)]
-    assert training_main([*argv, *SMALL, "--threads", "1", "--no-evaluate"]) == 0
+    options = ["--threads", "1", "--no-evaluate", "--model", "distilled_student"]
+    assert training_main([*argv, *SMALL, *options]) == 0
     return bundle, data
 
 

@@ -27,11 +27,9 @@ def test_train_then_evaluate_as_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*argv, *SMALL, "--threads", "1", "--name", "pump-7"]) == 0
     manifest = read_manifest(bundle)
     assert isinstance(manifest, WindowsManifest)
-    assert (manifest.name, manifest.model_type, manifest.data_format) == (
-        "pump-7",
-        "distilled_student",
-        "csv",
-    )
+    # The default model: PCA reconstruction, each step scored with its window's mean error.
+    assert (manifest.name, manifest.model_type, manifest.data_format) == ("pump-7", "pca", "csv")
+    assert manifest.model_settings["score_pooling"] == "window"
     assert manifest.evaluation is not None
     assert manifest.evaluation.n_anomaly == 40
     capsys.readouterr()
@@ -249,7 +247,7 @@ def test_a_window_longer_than_the_data_is_a_clear_error(
 def test_training_prints_readable_numbers_and_progress_unless_quiet(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, bundle, code = _train_csv(tmp_path, "--no-evaluate")
+    _, bundle, code = _train_csv(tmp_path, "--no-evaluate", "--model", "distilled_student")
     assert code == 0
     out, err = capsys.readouterr()
     assert "epoch/s" in err  # the progress bars
@@ -260,7 +258,9 @@ def test_training_prints_readable_numbers_and_progress_unless_quiet(
     history = read_history(bundle)
     assert history is not None
     assert [len(history.stages[s]) for s in ("teacher", "student")] == [2, 2]
-    _, _, code = _train_csv(tmp_path, "--no-evaluate", "--quiet", "--overwrite")
+    _, _, code = _train_csv(
+        tmp_path, "--no-evaluate", "--quiet", "--overwrite", "--model", "distilled_student"
+    )
     assert code == 0
     assert "epoch/s" not in capsys.readouterr().err
 
@@ -272,3 +272,30 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     for shown in ("steps per window (default: 100)", "most epochs (default: 8)", "(default: 1)"):
         assert shown in text
     assert "(default: None)" not in text
+
+
+@pytest.mark.parametrize("model", ["pca", "kmeans", "knn"])
+def test_a_fitted_model_trains_and_the_manifest_records_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    data = tmp_path / "data"
+    write_csv_data(data, steps=800)
+    bundle = tmp_path / "bundle"
+    argv = ["train", "windows", "--data", str(data), "--format", "csv", "--out", str(bundle)]
+    # Without --score-pooling a fitted model scores each step with its window's mean error.
+    options = ["--model", model, "--quiet"]
+    assert main([*argv, *SMALL, *options]) == 0
+    manifest = read_manifest(bundle)
+    assert isinstance(manifest, WindowsManifest)
+    assert manifest.model_type == model
+    assert manifest.model_settings["score_pooling"] == "window"
+    assert manifest.evaluation is not None
+    assert (manifest.evaluation.recall or 0.0) > 0.5
+    history = read_history(bundle)
+    assert history is not None
+    assert history.stages == {}
+    page = (bundle / "report" / "index.html").read_text()
+    assert "fitted without epochs (PCA, KMeansAD or kNN): it has no loss curve" in page
+    out = capsys.readouterr().out
+    assert f"{model}: fitted without epochs in " in out
+    assert f"({model}; serves the false_alarm_rate point" in out

@@ -19,6 +19,7 @@ from tests.training.windows.data_files import (
 )
 from training.windows.loaders import load_data
 from training.windows.loaders.smd import smd_machines
+from training.windows.loaders.ucr import ucr_series
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -170,3 +171,32 @@ def test_real_smd_machines_and_real_skab() -> None:
     skab = load_data("skab", real_data("timeseries/SKAB"))
     assert len(skab.channels) == 8
     assert len(skab.test) == 34
+
+
+def test_ucr_splits_at_the_training_end_and_labels_the_named_range(tmp_path: Path) -> None:
+    values = np.arange(500, dtype=float)
+    np.savetxt(tmp_path / "007_UCR_Anomaly_Pump3_200_310_330.txt", values)
+    np.savetxt(tmp_path / "012_UCR_Anomaly_Fan1_100_150_160.txt", values[:300])
+    assert ucr_series(tmp_path) == ["Pump3", "Fan1"]
+    for subset in ("Pump3", "007"):
+        data = load_data("ucr", tmp_path, subset)
+        assert data.channels == ("value",)
+        np.testing.assert_array_equal(data.train[0].values[:, 0], values[:200])
+        np.testing.assert_array_equal(data.test_values[:, 0], values[200:])
+        # Whole-series steps 310-329 are test steps 110-129.
+        np.testing.assert_array_equal(data.test_labels, labels_for(300, [(110, 130)]))
+    with pytest.raises(FileNotFoundError, match=r"more than one UCR series.*Pump3, Fan1"):
+        load_data("ucr", tmp_path)
+    np.savetxt(tmp_path / "013_UCR_Anomaly_Bad_100_90_95.txt", values)
+    with pytest.raises(ValueError, match="train end <= anomaly start"):
+        load_data("ucr", tmp_path, "Bad")
+
+
+@pytest.mark.real_data
+def test_real_ucr_series() -> None:
+    root = real_data("timeseries/UCR")
+    names = ucr_series(root)
+    assert names == [f"InternalBleeding{i}" for i in range(16, 20)]
+    data = load_data("ucr", root, "InternalBleeding17")
+    assert data.train[0].values.shape == (1600, 1)
+    assert data.test_labels.sum() == 3309 - 3198

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.windows.config import MODEL_KINDS, AnomalyTransformerSize, WindowsConfig
+from training.windows.config import TRAINED_KINDS, AnomalyTransformerSize, WindowsConfig
 from training.windows.models.anomaly_transformer import AnomalyTransformer, discrepancy_score
 from training.windows.models.transformer import TransformerSize
 from training.windows.objectives import (
@@ -26,7 +26,7 @@ SMALL = WindowsConfig(
 )
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", TRAINED_KINDS)
 def test_every_model_reconstructs_windows_of_the_input_shape(kind: str) -> None:
     torch.manual_seed(0)
     model = build_model(kind, 5, SMALL).eval()
