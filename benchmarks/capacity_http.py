@@ -28,7 +28,7 @@ from typing import Any
 
 import soundfile as sf
 
-from benchmarks.processes import serving
+from benchmarks.processes import serving, uptime, write_output
 from benchmarks.streams_capacity import process_tree_cpu, server_pid
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
@@ -149,7 +149,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "usable_cpus": cpus,
         "machine": f"{os.cpu_count()}-core {platform.machine()}, {platform.python_version()}",
         "load_before": _load(),
-        "uptime_before": _uptime(),
+        "uptime_before": uptime(),
         "seconds_per_level": args.seconds,
     }
     before = in_process_seconds(BUNDLE, wav, args.repeats)
@@ -195,16 +195,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "runs": runs,
         "paced_at_half_ceiling": paced,
         "load_after": _load(),
-        "uptime_after": _uptime(),
+        "uptime_after": uptime(),
         "peak_goodput_per_s": peak,
         "peak_over_ceiling": peak / ceiling,
         "goodput_over_peak": {str(c): g / peak for c, g in by_clients.items()},
     }
     return result
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = measure(args)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_output(args.output, result)
     return 0
 
 

@@ -22,10 +22,10 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 
 from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, _clip
-from service.api.schemas import BlockVerdict, ClipVerdict, WorstBlock
+from service.api.routes.scoring import clip_answer
+from service.api.schemas import ClipVerdict
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
-from service.features.logmel import mel_band_centres_hz
 from service.metrics import Metrics
 from service.pipelines.audio_clip import ClipVerdicts, score_clip
 from service.scoring.audio import AudioScorer
@@ -35,30 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "capacity_response.json"
 
 
 def _answer(detector: AudioDetector, clip: ClipVerdicts, blocks: bool) -> ClipVerdict:
-    """The route's answer, built as service/api/routes/scoring.py builds it."""
-    features = detector.scorer.manifest.features
-    worst = clip.blocks[clip.worst_block]
-    return ClipVerdict(
-        model="uav-propeller",
-        version="1",
-        station=None,
-        duration_s=clip.duration_s,
-        sample_rate=clip.sample_rate,
-        channels=clip.channels,
-        model_sample_rate=features.sample_rate,
-        operating_point=detector.operating_point,
-        score=clip.score,
-        threshold=detector.clip.threshold,
-        ratio=clip.verdict.ratio,
-        anomaly=clip.verdict.anomaly,
-        block_threshold=detector.block.threshold,
-        blocks=[BlockVerdict.of(b) for b in clip.blocks] if blocks else None,
-        worst_block=WorstBlock.of(
-            worst,
-            band_error=[float(v) for v in clip.worst_band_error],
-            band_hz=mel_band_centres_hz(features).tolist(),
-        ),
-    )
+    """The route's answer, built by the route's own function."""
+    return clip_answer("uav-propeller", "1", None, detector, clip, blocks=blocks)
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:

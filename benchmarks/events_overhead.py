@@ -28,7 +28,7 @@ import soundfile as sf
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, PROJECT_ROOT, hey
-from benchmarks.processes import free_port, serving
+from benchmarks.processes import free_port, serving, write_output
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.config import Settings
@@ -189,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = measure(args)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_output(args.output, result)
     return 0
 
 

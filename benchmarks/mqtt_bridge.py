@@ -36,7 +36,7 @@ import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
-from benchmarks.processes import free_port, serving
+from benchmarks.processes import free_port, serving, uptime
 from tests.bundle_factory import make_windows_bundle
 from tests.service.mqtt.broker import Mosquitto
 
@@ -184,10 +184,6 @@ async def _wait_for_bridge(port: int) -> None:
     raise SystemExit("the bridge did not answer")
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,8,32,128", help="device streams at once, per level")
@@ -208,7 +204,7 @@ def main() -> None:
     os.sched_setaffinity(0, cpus)  # inherited by the broker, the bridge and the server
     series = _series(args.data)
     levels = [int(n) for n in args.levels.split(",")]
-    load_before = _uptime()
+    load_before = uptime()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as folder:
         root = Path(folder)
@@ -267,7 +263,7 @@ def main() -> None:
         ).stdout.splitlines()[0],
         "python": platform.python_version(),
         "uptime_before": load_before,
-        "uptime_after": _uptime(),
+        "uptime_after": uptime(),
         "levels": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

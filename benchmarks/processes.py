@@ -3,6 +3,7 @@ used and the load around it, and `auscult serve` as a separate process until it 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -104,3 +105,14 @@ def serving(
         process.terminate()
         process.wait(timeout=stop_seconds)
         state.cleanup()
+
+
+def uptime() -> str:
+    """What `uptime` says: the machine's load, recorded beside every timed figure."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def write_output(path: Path, result: Mapping[str, Any]) -> None:
+    """A benchmark's raw results, whole, where its --output says."""
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, hey, in_process_seconds
-from benchmarks.processes import serving
+from benchmarks.processes import serving, write_output
 from service.config import Settings
 from service.usable_cpus import usable_cpus
 
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = measure(args)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_output(args.output, result)
     return 0
 
 

@@ -35,7 +35,7 @@ from uvloop import new_event_loop
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.processes import free_port, serving
+from benchmarks.processes import free_port, serving, write_output
 from service.http_protocol import raise_descriptor_limit
 from service.usable_cpus import usable_cpus
 
@@ -336,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = measure(args)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_output(args.output, result)
     return 0
 
 

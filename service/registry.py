@@ -15,6 +15,7 @@ import numpy as np
 
 from service.bundle.loader import LoadedBundle, load_bundle
 from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, AudioManifest, WindowsManifest
+from service.config import Settings
 from service.metrics import Metrics
 from service.scoring.audio import AudioScorer
 from service.scoring.detectors import AudioDetector, OperatingPointChoice, WindowsDetector
@@ -158,6 +159,19 @@ class ModelRegistry:
         self._served: dict[str, ServedModel] = {}
         self._refreshed = False
         self._folder_error: str | None = None
+
+    @classmethod
+    def configured(cls, settings: Settings, metrics: Metrics) -> ModelRegistry:
+        """The registry of settings.models_dir with the settings' ONNX threads and operating
+        points: what the service and the MQTT bridge serve."""
+        return cls(
+            settings.models_dir,
+            metrics,
+            onnx_threads=settings.onnx_threads,
+            operating_points=OperatingPointChoice(
+                settings.operating_point, settings.model_operating_points
+            ),
+        )
 
     @property
     def refreshed(self) -> bool:

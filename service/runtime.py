@@ -14,7 +14,6 @@ from service.events.store import EventStore
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.scoring.batching import StreamBatcher
-from service.scoring.detectors import OperatingPointChoice
 from service.worker_sync import ReloadSync, WorkerSync
 
 # Makes the ReloadSync of an app other than `auscult serve`'s (Ray Serve replicas).
@@ -67,14 +66,7 @@ class Runtime:
     def start(
         cls, settings: Settings, metrics: Metrics, sync_factory: SyncFactory | None = None
     ) -> Runtime:
-        registry = ModelRegistry(
-            settings.models_dir,
-            metrics,
-            onnx_threads=settings.onnx_threads,
-            operating_points=OperatingPointChoice(
-                settings.operating_point, settings.model_operating_points
-            ),
-        )
+        registry = ModelRegistry.configured(settings, metrics)
         return cls(
             settings=settings,
             metrics=metrics,

@@ -19,7 +19,6 @@ from service.metrics import Metrics
 from service.mqtt.bridge import MqttBridge
 from service.mqtt.settings import MqttSettings
 from service.registry import ModelRegistry
-from service.scoring.detectors import OperatingPointChoice
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +57,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         print(f"auscult bridge mqtt: bad settings: {exc}", file=sys.stderr)
         return 2
     metrics = Metrics(settings.stations)
-    registry = ModelRegistry(
-        settings.models_dir,
-        metrics,
-        onnx_threads=settings.onnx_threads,
-        operating_points=OperatingPointChoice(
-            settings.operating_point, settings.model_operating_points
-        ),
-    )
+    registry = ModelRegistry.configured(settings, metrics)
     registry.refresh()
     served = [f"{m.name} {m.version}" for m in registry.served()]
     logger.info("serving %s from %s", ", ".join(served) or "no model", settings.models_dir)

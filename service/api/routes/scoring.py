@@ -11,8 +11,9 @@ from service.api.deps import ModelDep, RuntimeDep, require_api_key
 from service.api.schemas import BlockVerdict, ClipVerdict, ErrorResponse, WorstBlock
 from service.audio.decode import AudioDecodeError, DecodeLimits
 from service.features.logmel import AudioTooShortError, mel_band_centres_hz
-from service.pipelines.audio_clip import score_clip
+from service.pipelines.audio_clip import ClipVerdicts, score_clip
 from service.scoring.decision import NonFiniteError
+from service.scoring.detectors import AudioDetector
 
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac")
 MULTIPART = "multipart/form-data"
@@ -121,11 +122,25 @@ async def score(
     except (AudioDecodeError, AudioTooShortError, NonFiniteError) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
+    return clip_answer(model.name, model.version, station, detector, clip, blocks=blocks)
+
+
+def clip_answer(
+    name: str,
+    version: str,
+    station: str | None,
+    detector: AudioDetector,
+    clip: ClipVerdicts,
+    *,
+    blocks: bool,
+) -> ClipVerdict:
+    """The answer to POST /score: the clip's verdicts in the API's form (`blocks`: with every
+    block's verdict)."""
     worst = clip.blocks[clip.worst_block]
     features = detector.scorer.manifest.features
     return ClipVerdict(
-        model=model.name,
-        version=model.version,
+        model=name,
+        version=version,
         station=station,
         duration_s=clip.duration_s,
         sample_rate=clip.sample_rate,
