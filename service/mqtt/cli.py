@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.events.store import EventStore
+from service.logging_setup import LOG_FORMATS, JsonFormatter, LogFormat
 from service.metrics import Metrics
 from service.mqtt.bridge import MqttBridge
 from service.mqtt.settings import MqttSettings
@@ -43,12 +44,26 @@ def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level",
     )
+    mqtt.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text or json (one object per line, as `auscult serve --log-format json`) "
+        "(default: AUSCULT_LOG_FORMAT, else text)",
+    )
+
+
+def _configure_logging(level: str, log_format: LogFormat) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def run_bridge(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         overrides = {} if args.models is None else {"models_dir": args.models}
         settings = Settings(**overrides)
@@ -56,6 +71,7 @@ def run_bridge(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"auscult bridge mqtt: bad settings: {exc}", file=sys.stderr)
         return 2
+    _configure_logging(args.log_level, args.log_format or settings.log_format)
     metrics = Metrics(settings.stations)
     registry = ModelRegistry.configured(settings, metrics)
     registry.refresh()

@@ -35,6 +35,7 @@ def bridge_process(
         "AUSCULT_MQTT_METRICS_PORT": str(metrics_port),
         "AUSCULT_STATIONS": "line-1",
         "AUSCULT_MQTT_MAX_PAYLOAD_BYTES": str(16 * 1024 * 1024),
+        "AUSCULT_LOG_FORMAT": "json",
     }
     command = [sys.executable, "-m", "service.cli", "bridge", "mqtt"]
     with (tmp_path / "bridge.log").open("wb") as log:
@@ -61,7 +62,7 @@ def _metrics(url: str) -> str:
 
 
 def test_the_bridge_command_scores_reports_metrics_and_drains_on_sigterm(
-    bridge_process: tuple[subprocess.Popen[bytes], str], broker: Mosquitto
+    bridge_process: tuple[subprocess.Popen[bytes], str], broker: Mosquitto, tmp_path: Path
 ) -> None:
     process, metrics_url = bridge_process
     wait_until(lambda: "auscult_mqtt_connected 1.0" in _metrics(metrics_url), 120, "a connection")
@@ -91,3 +92,7 @@ def test_the_bridge_command_scores_reports_metrics_and_drains_on_sigterm(
     finally:
         collector.close()
         device.close()
+    # AUSCULT_LOG_FORMAT=json: the bridge logs one JSON object per line, as the service does.
+    records = [json.loads(line) for line in (tmp_path / "bridge.log").read_text().splitlines()]
+    assert any(r["message"].startswith("serving press 1") for r in records), records
+    assert {"time", "level", "logger", "message"} <= set(records[0])
