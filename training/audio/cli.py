@@ -41,6 +41,23 @@ DATA_HELP = (
 )
 
 
+def add_stage2_flags(parser: argparse.ArgumentParser, *, patience_help: str) -> None:
+    """Stage 2's fitting flags, the same in `train audio` and `retrain` (which runs stage 2)."""
+    parser.add_argument("--stage2-epochs", type=int, default=50, help="most epochs of stage 2")
+    parser.add_argument("--patience", type=int, default=10, help=patience_help)
+    parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; 1 is reproducible bit for bit and fastest on a shared machine",
+    )
+
+
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "audio",
@@ -176,16 +193,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "context; served blocks keep the backbone's hop)",
     )
     parser.add_argument("--epochs", type=int, default=100, help="most epochs of stage 1")
-    parser.add_argument("--stage2-epochs", type=int, default=50, help="most epochs of stage 2")
-    parser.add_argument(
-        "--patience",
-        type=int,
-        default=10,
-        help="epochs without a better validation loss before a stage stops (the best epoch "
-        "is kept)",
+    add_stage2_flags(
+        parser,
+        patience_help="epochs without a better validation loss before a stage stops (the best "
+        "epoch is kept)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument(
         "--validation-fraction",
         type=quantile,
@@ -204,12 +216,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=0.25,
         help="share of normal recordings held out for the test (unused with DCASE's test/)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads; 1 is reproducible bit for bit and fastest on a shared machine",
-    )
+    add_threads_flag(parser)
     add_bundle_output_flags(parser)
     parser.set_defaults(handler=run_train)
     return parser

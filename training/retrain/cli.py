@@ -12,8 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.config import Settings
 from service.events.database import default_database_url
 from service.events.labelled import labelled_audio_events
+from training.audio.cli import add_stage2_flags, add_threads_flag
 from training.audio.stages import FitSettings
-from training.cli_arguments import HelpWithDefaults, fail, positive_float, quantile, warn
+from training.cli_arguments import HelpWithDefaults, fail, quantile, warn
 from training.retrain.labels import labelled_clips
 from training.retrain.pipeline import MAX_FOLDS, RetrainConfig, RetrainResult, retrain_bundle
 
@@ -76,22 +77,11 @@ def add_retrain_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="share of held-out normal clips the challenger may flag (default: the target of "
         "the served bundle's false_alarm_rate operating point)",
     )
-    parser.add_argument("--stage2-epochs", type=int, default=50, help="most epochs of stage 2")
-    parser.add_argument(
-        "--patience",
-        type=int,
-        default=10,
-        help="epochs without a better validation loss before stage 2 stops",
+    add_stage2_flags(
+        parser, patience_help="epochs without a better validation loss before stage 2 stops"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads; 1 is reproducible bit for bit and fastest on a shared machine",
-    )
+    add_threads_flag(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_retrain)
     return parser
