@@ -17,15 +17,14 @@ from service.config import Settings
 from service.scoring.audio import AudioScorer
 from tests.server import running_server
 from tests.service.clips import encode
+from tests.training.audio.small_pump import small_config, write_small_pump
 from training.audio.clips import iter_clips
 from training.audio.datasets import Recording
 from training.audio.model import KNN_NEIGHBOURS, BlockScore, BlockScorer
-from training.audio.pipeline import AudioTrainingConfig, AudioTrainingResult, train_audio_bundle
+from training.audio.pipeline import AudioTrainingResult, train_audio_bundle
 from training.audio.stages import FitSettings, train_stage2
-from training.audio.synthetic import write_dcase_tree
 
 N_MELS, FRAMES = 8, 4
-FIT = FitSettings(max_epochs=6, patience=3, batch_size=128, quiet=True)
 
 
 @pytest.fixture(autouse=True)
@@ -129,31 +128,11 @@ def trained(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AudioTrainingResult:
     score: BlockScore = request.param
-    root = tmp_path_factory.mktemp("dcase")
-    write_dcase_tree(
-        root,
-        machine_type="toy_pump",
-        machine_ids=(0, 2),
-        train_normal=5,
-        test_normal=2,
-        test_anomaly=3,
-        seconds=1.0,
-        # Shifted harmonics change many bands; quiet_bands would miss a lone tone (see
-        # docs/RESULTS.md), which the unit test above shows by construction.
-        anomaly="shifted_harmonics",
-        seed=1,
-    )
-    config = AudioTrainingConfig(
-        data=root,
-        out=tmp_path_factory.mktemp("bundles") / f"pump-{score}",
-        labeled_anomalies=2,
-        backbone="context",
-        score=score,
-        stage1=FIT,
-        stage2=FIT,
-        seed=3,
-    )
-    return train_audio_bundle(config)
+    # Shifted harmonics change many bands; quiet_bands would miss a lone tone (see
+    # docs/RESULTS.md), which the unit test above shows by construction.
+    root = write_small_pump(tmp_path_factory.mktemp("dcase"), "shifted_harmonics")
+    out = tmp_path_factory.mktemp("bundles") / f"pump-{score}"
+    return train_audio_bundle(small_config(root, out, score=score))
 
 
 def _test_recordings(result: AudioTrainingResult, anomalous: bool) -> list[Recording]:

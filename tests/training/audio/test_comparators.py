@@ -18,6 +18,7 @@ from service.config import Settings
 from service.scoring.audio import AudioScorer
 from tests.server import running_server
 from tests.service.clips import encode
+from tests.training.audio.small_pump import write_small_pump
 from training.audio.clips import iter_clips
 from training.audio.comparators import (
     COMPARATORS,
@@ -29,7 +30,6 @@ from training.audio.export import export_onnx
 from training.audio.model import BlockScorer
 from training.audio.pipeline import AudioTrainingConfig, AudioTrainingResult, train_audio_bundle
 from training.audio.stages import FitSettings, TrainingBlocks, block_scores
-from training.audio.synthetic import write_dcase_tree
 
 N_MELS, FRAMES = 16, 4
 FIT = FitSettings(max_epochs=8, patience=3, batch_size=64, quiet=True)
@@ -91,18 +91,7 @@ def test_devnet_without_labelled_anomalies_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def usad_bundle(tmp_path_factory: pytest.TempPathFactory) -> AudioTrainingResult:
-    root = tmp_path_factory.mktemp("dcase")
-    write_dcase_tree(
-        root,
-        machine_type="toy_pump",
-        machine_ids=(0, 2),
-        train_normal=5,
-        test_normal=2,
-        test_anomaly=3,
-        seconds=1.0,
-        anomaly="shifted_harmonics",
-        seed=1,
-    )
+    root = write_small_pump(tmp_path_factory.mktemp("dcase"), "shifted_harmonics")
     config = AudioTrainingConfig(
         data=root,
         out=tmp_path_factory.mktemp("bundles") / "usad",

@@ -14,13 +14,10 @@ import torch
 from service.bundle.loader import load_bundle
 from service.bundle.manifest import AudioManifest, read_history
 from service.scoring.audio import AudioScorer
+from tests.training.audio.small_pump import small_config, write_small_pump
 from training.audio.clips import iter_clips
 from training.audio.datasets import DatasetError
-from training.audio.pipeline import AudioTrainingConfig, train_audio_bundle
-from training.audio.stages import FitSettings
-from training.audio.synthetic import write_dcase_tree
-
-FIT = FitSettings(max_epochs=6, patience=3, batch_size=128, quiet=True)
+from training.audio.pipeline import train_audio_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -30,39 +27,13 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def dcase_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dcase")
-    write_dcase_tree(
-        root,
-        machine_type="toy_pump",
-        machine_ids=(0, 2),
-        train_normal=5,
-        test_normal=2,
-        test_anomaly=3,
-        seconds=1.0,
-        anomaly="bearing",
-        seed=1,
-    )
-    return root
-
-
-def _config(data: Path, out: Path, **overrides: object) -> AudioTrainingConfig:
-    settings: dict[str, object] = {
-        "data": data,
-        "out": out,
-        "labeled_anomalies": 2,
-        "backbone": "context",
-        "stage1": FIT,
-        "stage2": FIT,
-        "seed": 3,
-    }
-    settings.update(overrides)
-    return AudioTrainingConfig(**settings)  # type: ignore[arg-type]
+    return write_small_pump(tmp_path_factory.mktemp("dcase"), "bearing")
 
 
 def test_dcase_bundle_is_thresholded_evaluated_and_reproducible(
     dcase_root: Path, tmp_path: Path
 ) -> None:
-    result = train_audio_bundle(_config(dcase_root, tmp_path / "first"))
+    result = train_audio_bundle(small_config(dcase_root, tmp_path / "first"))
     manifest = result.manifest
     assert (manifest.machine_type, manifest.backbone) == ("toy_pump", "context")
     assert manifest.training.layout == "dcase"
@@ -106,7 +77,7 @@ def test_dcase_bundle_is_thresholded_evaluated_and_reproducible(
     clip = next(iter_clips(test_recordings, 16000, None))
     served = AudioScorer(bundle).score_samples(clip.samples).clip_score
 
-    again = train_audio_bundle(_config(dcase_root, tmp_path / "again"))
+    again = train_audio_bundle(small_config(dcase_root, tmp_path / "again"))
     assert again.manifest.clip_decision == manifest.clip_decision
     assert again.manifest.evaluation == evaluation
     rescored = AudioScorer(load_bundle(tmp_path / "again")).score_samples(clip.samples)
@@ -116,10 +87,10 @@ def test_dcase_bundle_is_thresholded_evaluated_and_reproducible(
 
 def test_refusals_come_before_any_training(dcase_root: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="asked for 9 labelled anomalous recordings"):
-        train_audio_bundle(_config(dcase_root, tmp_path / "a", labeled_anomalies=9))
+        train_audio_bundle(small_config(dcase_root, tmp_path / "a", labeled_anomalies=9))
     with pytest.raises(ValueError, match="bundle name"):
-        train_audio_bundle(_config(dcase_root, tmp_path / "b", name="bad name!"))
+        train_audio_bundle(small_config(dcase_root, tmp_path / "b", name="bad name!"))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "manifest.json").write_text("{}")
     with pytest.raises(ValueError, match="already holds a bundle"):
-        train_audio_bundle(_config(dcase_root, tmp_path / "taken"))
+        train_audio_bundle(small_config(dcase_root, tmp_path / "taken"))
