@@ -71,7 +71,7 @@ def fixed_test(data: DataSet, seed: int) -> tuple[Recording, ...]:
     return split_recordings(data.open(), data.max_labelled, seed=seed).test
 
 
-def train(
+def training_config(
     data: DataSet,
     labelled: int,
     backbone: Backbone,
@@ -79,10 +79,10 @@ def train(
     out: Path,
     score: BlockScore = "reconstruction",
     model: AudioModel = "autoencoder",
-) -> AudioTrainingResult:
-    """One bundle through `train_audio_bundle`, with the CLI's defaults but for the backbone,
-    the block score and the model, and one torch thread."""
-    config = AudioTrainingConfig(
+) -> AudioTrainingConfig:
+    """The CLI's defaults but for the backbone, the block score and the model, and one torch
+    thread."""
+    return AudioTrainingConfig(
         data=data.path,
         out=out,
         labeled_anomalies=labelled,
@@ -100,7 +100,19 @@ def train(
         threads=1,
         overwrite=True,
     )
-    return train_audio_bundle(config)
+
+
+def train(
+    data: DataSet,
+    labelled: int,
+    backbone: Backbone,
+    seed: int,
+    out: Path,
+    score: BlockScore = "reconstruction",
+    model: AudioModel = "autoencoder",
+) -> AudioTrainingResult:
+    """One bundle through `train_audio_bundle`, configured by `training_config`."""
+    return train_audio_bundle(training_config(data, labelled, backbone, seed, out, score, model))
 
 
 def model_name(backbone: str, score: BlockScore, model: AudioModel = "autoencoder") -> str:

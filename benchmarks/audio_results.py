@@ -299,6 +299,152 @@ def margin_table(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, 
     return {"margin": _table(header, table)}
 
 
+# The paper's table 2 (MIMII fan; its a is on its own scale of the reconstruction error).
+PAPER_TABLE2 = {
+    0.8: (13.11, 0.897),
+    0.95: (16.01, 0.899),
+    0.99: (19.00, 0.923),
+    0.999: (22.96, 0.917),
+}
+
+
+def table2_tables(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
+    """Per data set: stage 1, then per r the margin a and the AUC after stage 2 (every test
+    condition the run has), each mean ± sd over seeds, and the gain over the same seed's stage
+    1 on the hardest condition."""
+    tables = {}
+    # A data set's seeds may have run in several processes, each writing its own file.
+    by_data: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        by_data.setdefault(document["rows"][0]["data"], []).append(document)
+    for name, parts in by_data.items():
+        document = parts[0]
+        chosen = _latest_table2([row for part in parts for row in part["rows"]])
+        conditions = list(chosen[0]["conditions"])
+        stage1 = _pick(chosen, stage=1)
+        paper = name == "mimii_fan_id00"
+        body = []
+        for r in [None, *document["rs"]]:
+            runs = _pick(chosen, r=r)
+            if not runs:
+                continue
+            cells = [_stat(x["conditions"][c]["auc"] for x in runs) for c in conditions]
+            hardest = _auc_at(conditions[-1])
+            line = [
+                "stage 1 only" if r is None else f"{r:g}",
+                str(len(runs)),
+                "-" if r is None else _stat((x["margin"] for x in runs), 4),
+                *cells,
+                "-" if r is None else _paired(runs, stage1, hardest),
+                _stat((x["stage1_epochs" if r is None else "stage2_epochs"] for x in runs), 1),
+                _seconds(x["train_seconds"] for x in runs),
+            ]
+            if paper:
+                line[3:3] = ["-" if r is None else f"{PAPER_TABLE2[r][0]:.2f}"]
+                line.insert(5, "-" if r is None else f"{PAPER_TABLE2[r][1]:.3f}")
+            body.append(line)
+        header = ["r", "seeds", "margin a"]
+        header += ["paper's a"] if paper else []
+        header += [f"AUC {c}" for c in conditions]
+        if paper:
+            header.insert(5, "paper's AUC")
+        header += [
+            f"AUC minus stage 1's, {conditions[-1]}",
+            "best epoch (stage 1 row: stage 1; else stage 2)",
+            "training time (stage 1 row: stage 1; else stage 2 alone)",
+        ]
+        first = chosen[0]
+
+        def spread(key: str, chosen: list[Row] = chosen) -> str:
+            return _range([x["conditions"]["clean"][key] for x in chosen], 0)
+
+        loads = [x["load_before"] for x in chosen]
+        sides = ", ".join(f"{side} {n}" for side, n in first["split"].items())
+        note = (
+            f"\n\nData: `{document['data']}`, {document['clip_seconds']:g} s clips; recordings "
+            f"per side (seed {first['seed']}): {sides}; {first['train_normal_blocks']} normal "
+            f"and {first['train_anomalous_blocks']} labelled anomalous training blocks; test "
+            f"per seed {spread('test_normal_clips')} normal and "
+            f"{spread('test_anomalous_clips')} anomalous clips of {spread('test_recordings')} "
+            "recordings. Seeds "
+            f"{', '.join(str(s) for s in sorted({x['seed'] for x in chosen}))}. Load average as "
+            f"each step started: {min(loads):.1f} to {max(loads):.1f}. `uptime` at the start "
+            "and end of each run: "
+            + "; ".join(
+                f'`{part["command"]}`: "{part["uptime_start"]}" / "{part["uptime_end"]}"'
+                for part in parts
+            )
+            + "."
+        )
+        tables[f"table2-{name}"] = _table(header, body) + note
+    return tables
+
+
+def dcase_table3(rows: list[Row], documents: list[dict[str, Any]]) -> dict[str, str]:
+    """The paper's table 3 in shape on the DCASE types: models as rows (0 labelled, or all
+    available labelled), types as columns, pooled AUC mean ± sd over seeds; the peer's
+    difference paired by seed; rows of these runs only (one file per type and model)."""
+    rows = _latest(rows)
+    types = list(dict.fromkeys(r["data"] for r in rows))
+    keys = list(dict.fromkeys((r["model"], r["labelled"] > 0) for r in rows))
+    body = []
+    for model, labelled in keys:
+        chosen = [r for r in _pick(rows, model=model) if (r["labelled"] > 0) == labelled]
+        cells = []
+        for name in types:
+            runs = _pick(chosen, data=name)
+            cells.append(_stat(r["auc"] for r in runs) if runs else "-")
+        versus = "-" if model == "pyod AudioAE" else _paired_over_sets(chosen, rows)
+        counts = sorted({r["labelled"] for r in chosen})
+        body.append(
+            [
+                _overview_label(model, int(labelled)),
+                "/".join(str(n) for n in counts),
+                *cells,
+                versus,
+                _seconds(r["train_seconds"] for r in chosen),
+            ]
+        )
+    sizes = "; ".join(
+        f"{name.removeprefix('dcase_')} "
+        f"{_range([r['test_normal_clips'] for r in _pick(rows, data=name)], 0)} + "
+        f"{_range([r['test_anomalous_clips'] for r in _pick(rows, data=name)], 0)}"
+        for name in types
+    )
+    loads = [r["load_before"] for r in rows]
+    note = (
+        f"\n\nTest clips per seed (normal + anomalous, 5 s): {sizes}. Seeds "
+        f"{', '.join(str(s) for s in sorted({r['seed'] for r in rows}))}; load average as each "
+        f"run started: {min(loads):.1f} to {max(loads):.1f}. {len(documents)} runs, one per type "
+        "and model, each file's `command` field says how it ran."
+    )
+    header = ["model", "labelled anomalous recordings"]
+    header += [f"AUC {name.removeprefix('dcase_')}" for name in types]
+    header += ["AUC minus the peer's, every type and seed", "training time per run"]
+    return {"table3-dcase": _table(header, body) + note}
+
+
+def _paired_over_sets(chosen: list[Row], rows: list[Row]) -> str:
+    """Mean AUC difference to the peer over every (type, seed) the model ran, and in how many
+    pairs it is higher or lower."""
+    peer = {(r["data"], r["seed"]): r["auc"] for r in _pick(rows, model="pyod AudioAE")}
+    differences = [
+        r["auc"] - peer[(r["data"], r["seed"])] for r in chosen if (r["data"], r["seed"]) in peer
+    ]
+    if not differences:
+        return "n/a"
+    higher, lower = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    return (
+        f"{statistics.mean(differences):+.3f} (higher in {higher}, lower in {lower} of "
+        f"{len(differences)} type-seed pairs)"
+    )
+
+
+def _latest_table2(rows: list[Row]) -> list[Row]:
+    """One row per (seed, r), the one read last."""
+    return list({(row["seed"], row["r"]): row for row in rows}.values())
+
+
 def cli_table(document: dict[str, Any]) -> str:
     train, evaluate = document["train"], document["evaluate"]
     figures = evaluate["figures"]
@@ -453,9 +599,9 @@ def overview_table() -> dict[str, str]:
     means: dict[str, float] = {}
     for column in columns:
         for model, labelled in keys:
-            values = [v for v in cell_values(model, labelled, column) if v is not None]
-            if values:
-                means[column] = max(means.get(column, -1.0), statistics.mean(values))
+            found = [v for v in cell_values(model, labelled, column) if v is not None]
+            if found:
+                means[column] = max(means.get(column, -1.0), statistics.mean(found))
     peer_uav = _pick(uav, model="pyod AudioAE")
     body = []
     for model, labelled in keys:
@@ -547,6 +693,8 @@ def main() -> None:
         ("audio_sweep.json", sweep_tables),
         ("audio_margin*.json", margin_table),
         ("audio_false_alarms.json", false_alarm_table),
+        ("audio_table2_*.json", table2_tables),
+        ("audio_sweep_dcase_*.json", dcase_table3),
     ]
     for pattern, render in sources:
         documents, rows = _load(pattern)

@@ -1,6 +1,7 @@
 """UAV propeller recordings: stage 1 against stage 2 (5 labelled anomalous recordings) on both
-backbones, and PyOD's AudioAE, on test recordings fixed per seed, clean and with other real
-machines mixed in at 6, 0 and -6 dB. Writes benchmarks/results/audio_uav.json."""
+backbones, or one of the paper's comparators in the autoencoder's place (--model), and PyOD's
+AudioAE, on test recordings fixed per seed, clean and with other real machines mixed in at 6, 0
+and -6 dB. Writes benchmarks/results/audio_uav.json."""
 
 from __future__ import annotations
 
@@ -41,15 +42,17 @@ from training.audio.clips import Clip, iter_clips
 from training.audio.datasets import Recording
 from training.audio.evaluation import evaluate_scores
 from training.audio.model import BLOCK_SCORES, BlockScore
+from training.audio.pipeline import AUDIO_MODELS, AudioModel
 
 UAV = DataSet("uav_propeller", DATA_DIR / "audio" / "uav_propeller", None, 10.0, test_anomalies=14)
 LABELLED = 5
 SNRS_DB = (6.0, 0.0, -6.0)
 
 
-def _conditions(
+def test_conditions(
     clips: list[Clip], pool: list[tuple[str, np.ndarray]], seed: int
 ) -> dict[str, list[np.ndarray]]:
+    """The test clips clean and with the pool's machines mixed in at each of SNRS_DB."""
     clean = [c.samples for c in clips]
     conditions = {"clean": clean}
     for snr in SNRS_DB:
@@ -154,16 +157,24 @@ def run_seed(
     counts: tuple[int, ...] = (0, LABELLED),
     score: BlockScore = "reconstruction",
     peer: bool = True,
+    model: AudioModel = "autoencoder",
+    data: DataSet = UAV,
 ) -> list[dict[str, Any]]:
-    test = fixed_test(UAV, seed)
-    clips = list(iter_clips(test, SAMPLE_RATE, UAV.clip_seconds))
-    conditions = _conditions(clips, pool, seed)
+    test = fixed_test(data, seed)
+    clips = list(iter_clips(test, SAMPLE_RATE, data.clip_seconds))
+    conditions = test_conditions(clips, pool, seed)
     rows: list[dict[str, Any]] = []
     for backbone in backbones:
         for labelled in counts:
             load = os.getloadavg()[0]
             result = train(
-                UAV, labelled, backbone, seed, work / f"{backbone}-{labelled}-{seed}", score
+                data,
+                labelled,
+                backbone,
+                seed,
+                work / f"{model}-{backbone}-{labelled}-{seed}",
+                score,
+                model,
             )
             check_unseen(result, test)
             manifest = result.manifest
@@ -180,8 +191,10 @@ def run_seed(
             n_scored = len(clips) * len(conditions)
             rows.append(
                 {
-                    "model": model_name(backbone, score),
+                    "model": model_name(backbone, score, model),
                     "score": score,
+                    # What the bundle serves, as its manifest records it.
+                    "served_score": manifest.training.block_score,
                     "stage": 2 if labelled else 1,
                     "labelled": labelled,
                     "seed": seed,
@@ -209,7 +222,7 @@ def run_seed(
     return rows
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--out", default="audio_uav", help="results file name (no suffix)")
@@ -218,6 +231,12 @@ def main() -> None:
         "--labelled", type=int, nargs="+", default=[0, LABELLED], help="labelled counts trained"
     )
     parser.add_argument("--score", choices=BLOCK_SCORES, default="reconstruction")
+    parser.add_argument(
+        "--model",
+        choices=AUDIO_MODELS,
+        default="autoencoder",
+        help="the weakly supervised autoencoder, or a comparator trained in its place",
+    )
     parser.add_argument(
         "--no-peer",
         action="store_true",
@@ -231,13 +250,22 @@ def main() -> None:
         "file is written once, whole, with each process's command under `parts`",
     )
     parser.add_argument("--part", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def shard_arguments(args: argparse.Namespace) -> list[str]:
+    """The arguments every shard process of a --jobs run gets, but for its seeds."""
+    forwarded = ["--out", args.out, "--backbones", *args.backbones, "--score", args.score]
+    forwarded += ["--model", args.model, "--labelled", *map(str, args.labelled)]
+    return forwarded + (["--no-peer"] if args.no_peer else [])
+
+
+def main() -> None:
+    args = parse_arguments()
     if args.jobs > 1:
-        forwarded = ["--out", args.out, "--backbones", *args.backbones, "--score", args.score]
-        forwarded += ["--labelled", *map(str, args.labelled)] + (
-            ["--no-peer"] if args.no_peer else []
+        merged, metadata = run_shards(
+            "benchmarks.audio_uav", shard_arguments(args), args.seeds, args.jobs
         )
-        merged, metadata = run_shards("benchmarks.audio_uav", forwarded, args.seeds, args.jobs)
         print(f"wrote {write_results(args.out, {**metadata, 'rows': merged})}")
         return
     torch.set_num_threads(1)
@@ -255,6 +283,7 @@ def main() -> None:
                 tuple(args.labelled),
                 args.score,
                 not args.no_peer,
+                args.model,
             )
             # Rewritten after every seed, so a long run leaves its finished seeds behind.
             path = write_document(

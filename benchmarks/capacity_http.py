@@ -1,11 +1,16 @@
 """HTTP capacity of `auscult serve` with its default settings, driven by `hey` (Debian package
 `hey`; this benchmark needs it on PATH): throughput and p50/p99 latency at 1 to 128 concurrent
-clients posting a real 10 s DCASE clip, goodput and the time of refused requests under overload,
+clients posting a real 10 s clip, goodput and the time of refused requests under overload,
 against the in-process ceiling measured in the same run (as many processes as the server has
 workers, each scoring the clip back to back), and p50/p99 at half that ceiling's rate. Writes
 benchmarks/results/capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
 
-    python -m benchmarks.capacity_http [--seconds 10] [--levels 1,4,16,64,128,256]
+The clip is what a plant sends most (`--clip normal`, the default): the first 10 s of a real UAV
+flight the default bundle judges normal, so the server keeps an event row for each and the audio
+of a 5 % sample. `--clip alarm` posts a real DCASE clip the bundle alarms on: every answer then
+also writes its audio as FLAC evidence, the cost of an alarm storm.
+
+    python -m benchmarks.capacity_http [--clip normal|alarm] [--seconds 10] [--levels 1,4,...]
 """
 
 from __future__ import annotations
@@ -44,12 +49,29 @@ BUNDLE = PROJECT_ROOT / "models" / "uav-propeller"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "capacity_http.json"
 
 
-def _clip(data_dir: Path) -> Path:
+def _alarm_clip(data_dir: Path) -> Path:
     """The first real 10 s DCASE 2020 test clip (16 kHz mono PCM16, 320 kB)."""
     for path in sorted((data_dir / "audio" / "dcase2020_dev").glob("*/test/*.wav")):
         if sf.info(path).duration == 10.0:
             return path
     raise SystemExit(f"no 10 s DCASE clips under {data_dir / 'audio' / 'dcase2020_dev'}")
+
+
+def _normal_clip(data_dir: Path, folder: Path) -> tuple[Path, str]:
+    """The first 10 s of the first real UAV normal flight the bundle judges normal, written
+    to `folder` as a 16 kHz mono PCM16 WAV (320 kB, the size of the alarm clip); and where
+    it was cut from."""
+    detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
+    for flight in sorted((data_dir / "audio" / "uav_propeller" / "normal").glob("*.flac")):
+        samples, rate = sf.read(flight, dtype="int16", frames=160_000)
+        if rate != 16_000 or samples.ndim != 1 or samples.size < 160_000:
+            continue
+        clip = folder / "normal.wav"
+        sf.write(clip, samples, rate, subtype="PCM_16")
+        verdicts = score_clip(detector, clip.read_bytes(), limits=DecodeLimits(), metrics=Metrics())
+        if not verdicts.verdict.anomaly:
+            return clip, f"{flight.relative_to(data_dir)}, its first 10 s"
+    raise SystemExit("no UAV normal flight the default bundle judges normal")
 
 
 def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
@@ -135,15 +157,28 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The whole run; `work` holds the server's models folder and the normal clip."""
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
-    clip = _clip(args.data)
+    if args.clip == "normal":
+        clip, source = _normal_clip(args.data, work)
+    else:
+        clip = _alarm_clip(args.data)
+        source = str(clip.relative_to(args.data))
     wav = clip.read_bytes()
+    verdict = score_clip(
+        AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice()),
+        wav,
+        limits=DecodeLimits(),
+        metrics=Metrics(),
+    ).verdict
     levels = [int(level) for level in args.levels.split(",")]
     cpus = usable_cpus()
     result: dict[str, Any] = {
-        "clip": str(clip.relative_to(args.data)),
+        "clip": source,
+        "clip_kind": args.clip,
+        "clip_verdict": {"anomaly": verdict.anomaly, "ratio": verdict.ratio},
         "clip_bytes": len(wav),
         "bundle": f"{BUNDLE.name} (the default bundle, copied to a temporary models folder)",
         "usable_cpus": cpus,
@@ -158,31 +193,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"in-process ceiling before: {ceiling_before:.1f} clips/s", flush=True)
     runs = []
     paced: dict[str, Any] | None = None
-    with tempfile.TemporaryDirectory() as work:
-        models = Path(work) / "models"
-        shutil.copytree(BUNDLE, models / BUNDLE.name)
-        env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
-        # `auscult serve` with its defaults: one worker per usable CPU.
-        with serving(models, args.port, env) as url:
-            server = server_pid(args.port)
-            score = f"{url}/v1/models/{BUNDLE.name}/score"
-            hey(score, clip, 4, 2.0)  # warm every worker
-            for clients in levels:
-                cpu_before = process_tree_cpu(server)
-                run = hey(score, clip, clients, args.seconds)
-                # The server's CPU per answer: with nearly every answer a refusal, what a
-                # refusal costs, against a scored clip's cost at low concurrency.
-                run["server_cpu_s"] = process_tree_cpu(server) - cpu_before
-                run["server_cpu_ms_per_answer"] = (
-                    1e3 * run["server_cpu_s"] / max(run["answered"], 1)
-                )
-                run["load_after"] = _load()
-                runs.append(run)
-                print(json.dumps(run), flush=True)
-            # Latency at half the in-process ceiling: 4 clients, each paced to an eighth.
-            paced = hey(score, clip, 4, args.seconds, per_client_rate=ceiling_before / 8)
-            paced["load_after"] = _load()
-            print(json.dumps(paced), flush=True)
+    models = work / "models"
+    shutil.copytree(BUNDLE, models / BUNDLE.name)
+    env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
+    # `auscult serve` with its defaults: one worker per usable CPU.
+    with serving(models, args.port, env) as url:
+        server = server_pid(args.port)
+        score = f"{url}/v1/models/{BUNDLE.name}/score"
+        hey(score, clip, 4, 2.0)  # warm every worker
+        for clients in levels:
+            cpu_before = process_tree_cpu(server)
+            run = hey(score, clip, clients, args.seconds)
+            # The server's CPU per answer: with nearly every answer a refusal, what a
+            # refusal costs, against a scored clip's cost at low concurrency.
+            run["server_cpu_s"] = process_tree_cpu(server) - cpu_before
+            run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(run["answered"], 1)
+            run["load_after"] = _load()
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+        # Latency at half the in-process ceiling: 4 clients, each paced to an eighth.
+        paced = hey(score, clip, 4, args.seconds, per_client_rate=ceiling_before / 8)
+        paced["load_after"] = _load()
+        print(json.dumps(paced), flush=True)
     after = in_process_seconds(BUNDLE, wav, args.repeats)
     ceiling_after = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
     ceiling = statistics.mean([ceiling_before, ceiling_after])
@@ -206,14 +238,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--clip",
+        choices=["normal", "alarm"],
+        default="normal",
+        help="a UAV flight judged normal, or a DCASE clip the bundle alarms on",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each hey run")
     parser.add_argument("--levels", default="1,4,16,64,128,256", help="concurrent clients")
     parser.add_argument("--repeats", type=int, default=200, help="in-process clips, each side")
     parser.add_argument("--port", type=int, default=18765)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default: capacity_http[_alarm].json"
+    )
     args = parser.parse_args(argv)
-    result = measure(args)
-    write_output(args.output, result)
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args, Path(work))
+    default = RESULTS.with_name("capacity_http_alarm.json") if args.clip == "alarm" else RESULTS
+    write_output(args.output or default, result)
     return 0
 
 

@@ -29,6 +29,7 @@ LABELS = {
     "pca": "PCA reconstruction",
     "kmeans": "KMeansAD",
     "knn": "kNN (k = 5)",
+    "pca_knn": "PCA + kNN",
     "distilled_student": "distilled student",
     "student": "student (no distillation)",
     "teacher": "teacher",
@@ -55,6 +56,9 @@ def _keys(rows: list[Row]) -> list[Key]:
 
 def _label(key: Key) -> str:
     model, pooling = key
+    if key == ("pca_knn", "step"):
+        # Its members are pooled their own way and the step score leaves them so.
+        return "PCA + kNN (PCA window + kNN step score, each / its held-out IQR)"
     return f"{LABELS.get(model, model)}, {pooling} score"
 
 
@@ -227,7 +231,7 @@ def details(document: dict[str, Any]) -> str:
     """docs/RESULTS.md's sensor tables beyond the opening one."""
     rows: list[Row] = document["runs"]
     config = WindowsConfig()
-    default = (config.model, config.score_pooling)
+    default = (config.model, config.pooling_for(config.model))
     return "\n".join(
         [
             f"VUS-PR minus the default's ({_label(default)}) on the same series, averaged over "

@@ -38,7 +38,7 @@ from service.api.schemas import ErrorResponse
 from service.concurrency import PoolFullError
 from service.config import Settings
 from service.draining import DrainOnSignal
-from service.memory import return_freed_memory
+from service.memory import return_freed_memory, trim_periodically
 from service.metrics import Metrics
 from service.runtime import Runtime, SyncFactory
 
@@ -96,12 +96,15 @@ def create_app(settings: Settings, *, sync_factory: SyncFactory | None = None) -
         loader = asyncio.create_task(_keep_models_fresh(runtime))
         # Reloads asked of other workers of the same server (service/worker_sync.py).
         follower = asyncio.create_task(runtime.worker_sync.run())
+        tasks = [loader, follower]
+        if settings.memory_trim_seconds > 0:
+            tasks.append(asyncio.create_task(trim_periodically(settings.memory_trim_seconds)))
         try:
             yield {"runtime": runtime}
         finally:
             runtime.draining.set()
             drain.uninstall()
-            for task in (loader, follower):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     ws_ping_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         default=20.0, description="a ping unanswered for this long closes the connection"
     )
+    memory_trim_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=2.0,
+        description="how often each worker hands the free pages of its heap back to the system "
+        "(glibc's malloc_trim), so that its RSS returns after a burst of large requests; "
+        "0 turns it off",
+    )
     reload_poll_seconds: Annotated[float, Field(ge=0)] = Field(
         default=10.0,
         description="how often the models folder is checked for new bundles; 0 turns it off",

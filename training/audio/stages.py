@@ -218,6 +218,76 @@ class TrainedModel:
     stage2: FitReport | None
 
 
+@dataclass(frozen=True)
+class Stage1Model:
+    """Stage 1 trained, with what stage 2 continues from: its reconstruction errors of the
+    training normal blocks (where the margin is fitted) and the random state it left, so that
+    stages 2 of several margins all start from the same point."""
+
+    scorer: BlockScorer
+    report: FitReport
+    train_errors: np.ndarray
+    generator_state: torch.Tensor
+    seed: int
+
+
+def train_stage1_model(
+    blocks: TrainingBlocks,
+    n_mels: int,
+    frames_per_block: int,
+    stage1: FitSettings,
+    seed: int,
+    score: BlockScore = "reconstruction",
+) -> Stage1Model:
+    """Stage 1 of `train_two_stages`, kept apart so that one stage 1 serves several margins."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    scorer = BlockScorer(n_mels, frames_per_block, score)
+    normal = blocks.train_normal
+    scorer.set_standardisation(normal)
+    report = train_stage1(scorer, normal, blocks.validation_normal, stage1, generator)
+    return Stage1Model(
+        scorer, report, reconstruction_errors(scorer, normal), generator.get_state(), seed
+    )
+
+
+def continue_with_stage2(
+    stage1: Stage1Model,
+    blocks: TrainingBlocks,
+    r: float,
+    loss_kind: ContrastiveLoss,
+    stage2: FitSettings | None,
+) -> TrainedModel:
+    """The margin a (Gamma at r on stage 1's training errors), then stage 2 when `stage2` is
+    given and anomalous blocks are labelled, on a copy of stage 1's model: `stage1` is left as
+    it was, for the next margin."""
+    normal = blocks.train_normal
+    margin = gamma_threshold(
+        stage1.train_errors,
+        r,
+        f"stage-1 reconstruction errors of {len(normal)} training normal blocks",
+    )
+    scorer = copy.deepcopy(stage1.scorer)
+    generator = torch.Generator()
+    generator.set_state(stage1.generator_state)
+    report2 = None
+    if stage2 is not None and len(blocks.train_anomalous):
+        report2 = train_stage2(
+            scorer,
+            normal,
+            blocks.train_anomalous,
+            blocks.validation_normal,
+            blocks.validation_anomalous,
+            margin.threshold,
+            loss_kind,
+            stage2,
+            generator,
+        )
+    if scorer.score == "latent_knn":
+        scorer.set_memory_bank(normal, stage1.seed)
+    return TrainedModel(scorer, stage1.report, margin, report2)
+
+
 def train_two_stages(
     blocks: TrainingBlocks,
     n_mels: int,
@@ -232,30 +302,5 @@ def train_two_stages(
     """Stage 1, the margin a (Gamma at r on stage 1's reconstruction errors of the training
     normal blocks), then stage 2 when `stage2` is given and anomalous blocks are labelled. The
     model serves `score` of its errors."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    scorer = BlockScorer(n_mels, frames_per_block, score)
-    normal = blocks.train_normal
-    scorer.set_standardisation(normal)
-    report1 = train_stage1(scorer, normal, blocks.validation_normal, stage1, generator)
-    margin = gamma_threshold(
-        reconstruction_errors(scorer, normal),
-        r,
-        f"stage-1 reconstruction errors of {len(normal)} training normal blocks",
-    )
-    report2 = None
-    if stage2 is not None and len(blocks.train_anomalous):
-        report2 = train_stage2(
-            scorer,
-            normal,
-            blocks.train_anomalous,
-            blocks.validation_normal,
-            blocks.validation_anomalous,
-            margin.threshold,
-            loss_kind,
-            stage2,
-            generator,
-        )
-    if score == "latent_knn":
-        scorer.set_memory_bank(normal, seed)
-    return TrainedModel(scorer, report1, margin, report2)
+    first = train_stage1_model(blocks, n_mels, frames_per_block, stage1, seed, score)
+    return continue_with_stage2(first, blocks, r, loss_kind, stage2)

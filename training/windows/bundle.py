@@ -56,13 +56,13 @@ def _settings(trained: TrainedModel, config: WindowsConfig) -> dict[str, str | i
     if trained.kind in FITTED_KINDS:
         return {
             "train_stride": config.train_stride,
-            "score_pooling": config.score_pooling,
+            "score_pooling": config.pooling_for(trained.kind),
             "train_seconds": round(trained.seconds, 1),
             **fitted_settings(trained.kind, config, trained.model),
         }
     settings: dict[str, str | int | float | bool] = {
         "train_stride": config.train_stride,
-        "score_pooling": config.score_pooling,
+        "score_pooling": config.pooling_for(trained.kind),
         "max_epochs": config.fit.max_epochs,
         "epochs_run": trained.report.epochs_run,
         "best_epoch": trained.report.best_epoch,

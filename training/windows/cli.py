@@ -64,7 +64,7 @@ BUNDLE_FILES = (MODEL_FILE, MANIFEST_FILE, HISTORY_FILE)
 def add_train_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "windows",
-        help="train a sensor-window model (PCA reconstruction by default; the distilled "
+        help="train a sensor-window model (PCA with kNN by default; the distilled "
         "student of METHOD.md part 2 with --model distilled_student)",
         description="Train on the training split of a sensor data set and write a bundle "
         "(model.onnx, manifest.json, history.json). Every threshold is fitted on held-out blocks "
@@ -98,14 +98,17 @@ def add_train_parser(subparsers: Any) -> None:
         "student, teacher, lstm_ae, anomaly_transformer) or fitted without epochs (pca: "
         "reconstruction from the leading principal components of whole windows; kmeans: "
         "KMeansAD, the nearest of k-means centroids of the training windows; knn: the mean of the "
-        "nearest training windows of a memory bank); docs/RESULTS.md compares them",
+        "nearest training windows of a memory bank; pca_knn: PCA's window score and kNN's step "
+        "score, each in units of its spread on held-out windows, averaged); docs/RESULTS.md "
+        "compares them",
     )
     parser.add_argument(
         "--score-pooling",
         choices=POOLINGS,
         default=_DEFAULTS.score_pooling,
         help="a step's score within a window: its own error ('step') or the window's mean error "
-        "('window')",
+        "('window'); by default 'window', and for pca_knn, whose members are pooled their own "
+        "way, 'step'",
     )
     parser.add_argument(
         "--window", type=positive_int, default=_DEFAULTS.window, help="steps per window"

@@ -164,7 +164,7 @@ def train_model(
     return TrainedModel(
         kind=kind,
         model=model,
-        scoring=scores_for(model, config.score_pooling),
+        scoring=scores_for(model, config.pooling_for(kind)),
         report=report,
         seconds=time.perf_counter() - started,
         teacher_seconds=teacher.seconds if kind == "distilled_student" and teacher else 0.0,
@@ -178,13 +178,15 @@ def _fit_without_epochs(
 ) -> TrainedModel:
     started = time.perf_counter()
     cpu_started = time.process_time()
-    model = fit_fitted_model(kind, prepared.train_windows, config, seed).eval()
+    model = fit_fitted_model(
+        kind, prepared.train_windows, config, seed, prepared.validation_windows
+    ).eval()
     seconds = time.perf_counter() - started
     log(f"{kind}: fitted on {prepared.train_windows.shape[0]} windows in {seconds:.1f} s")
     return TrainedModel(
         kind=kind,
         model=model,
-        scoring=scores_for(model, config.score_pooling),
+        scoring=scores_for(model, config.pooling_for(kind)),
         report=FitReport(seconds=seconds),
         seconds=seconds,
         cpu_seconds=time.process_time() - cpu_started,

@@ -9,19 +9,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from service.features.windows import reassemble, sliding_windows, window_starts
-from training.windows.config import POOLINGS
 from training.windows.models.anomaly_transformer import AnomalyTransformer, discrepancy_score
-
-
-def pooled(score: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Per-step scores [N, window] as they are ('step'), or each step given its window's mean
-    ('window'): the window's distance from normal, which the service then averages over the
-    windows covering a step, as TSB-AD's subsequence detectors do."""
-    if pooling == "step":
-        return score
-    if pooling == "window":
-        return score.mean(dim=-1, keepdim=True).expand_as(score)
-    raise ValueError(f"unknown score pooling {pooling!r}; choose one of {POOLINGS}")
+from training.windows.models.ensemble import ScaledEnsemble
+from training.windows.pooling import pooled
 
 
 class ReconstructionScores(nn.Module):
@@ -53,8 +43,24 @@ class AnomalyTransformerScores(nn.Module):
         return pooled(score, self.pooling), channel_error
 
 
+class EnsembleScores(nn.Module):
+    """Score = the ensemble's mean of its members' scaled scores, each member pooled its own way
+    (pooled again: 'window' gives every step the window's mean)."""
+
+    def __init__(self, model: ScaledEnsemble, pooling: str = "step") -> None:
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        score, channel_error = self.model(windows)
+        return pooled(score, self.pooling), channel_error
+
+
 def scores_for(model: nn.Module, pooling: str = "step") -> nn.Module:
     """The scoring module for a trained model, in eval mode."""
+    if isinstance(model, ScaledEnsemble):
+        return EnsembleScores(model, pooling).eval()
     if isinstance(model, AnomalyTransformer):
         return AnomalyTransformerScores(model, pooling).eval()
     return ReconstructionScores(model, pooling).eval()

@@ -36,11 +36,14 @@ async def _serve(websocket: WebSocket, runtime: Runtime, name: str) -> None:
             status.WS_1008_POLICY_VIOLATION, "unknown_model", f"no model named {name!r}"
         )
     connection = StreamConnection(websocket, runtime, model)
-    async with stream_slot(runtime):
-        if model.windows is not None:
-            await serve_sensor_stream(connection, model.windows)
-        elif model.audio is not None:
-            await serve_audio_stream(connection, model.audio)
+    try:
+        async with stream_slot(runtime):
+            if model.windows is not None:
+                await serve_sensor_stream(connection, model.windows)
+            elif model.audio is not None:
+                await serve_audio_stream(connection, model.audio)
+    finally:
+        connection.finish()
 
 
 @router.websocket("/v1/models/{name}/stream")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import json
 import os
@@ -22,6 +23,7 @@ import pytest
 import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 
+from service.api.streams.connection import StreamConnection
 from service.audio.resample import FILTERS, resample
 from service.config import (
     DEFAULT_MAX_RESAMPLE_FACTOR,
@@ -455,3 +457,36 @@ def test_streams_starting_at_odd_rates_do_not_stall_other_requests(models: Path)
     # that time, while one that stays free answers as it does when idle.
     assert took > 1.0
     assert during < max(10 * baseline, 0.25 * took), (baseline, during, took)
+
+
+def _connections_alive() -> int:
+    gc.collect()
+    return sum(type(o) is StreamConnection for o in gc.get_objects())
+
+
+def test_a_finished_stream_leaves_nothing_in_memory(models: Path) -> None:
+    # The server runs in this process: what its streams leave behind can be counted. Each
+    # session ends in one of the ways a stream ends: stop, an error, the client leaving.
+    settings = Settings(models_dir=models, reload_poll_seconds=0)
+    payload = (machine_sound(1.0, seed=33) * 32767).astype("<i2").tobytes()
+
+    async def sessions(server: LiveServer) -> None:
+        for ending in ("stop", "bad_frame", "leave"):
+            async with stream_connection(server) as ws:
+                await start(ws)
+                await ws.send(payload[:3200])
+                if ending == "stop":
+                    await ws.send(json.dumps({"type": "stop"}))
+                elif ending == "bad_frame":
+                    await ws.send(b"\x00")
+                else:
+                    continue
+                await read_to_close(ws)
+
+    with running_server(settings) as server:
+        before = _connections_alive()
+        asyncio.run(sessions(server))
+        deadline = time.monotonic() + 10
+        while _connections_alive() > before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _connections_alive() == before

@@ -56,6 +56,23 @@ def test_decodes_every_supported_layout(
     np.testing.assert_allclose(decoded.samples, frames.mean(axis=1), atol=tolerance)
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16_bit_pcm_decodes_to_exactly_libsndfiles_floats(fmt: str, channels: int) -> None:
+    # Read as integers and scaled by the service: training decoded the same files through
+    # libsndfile's float conversion, so the features must not move by a bit.
+    rng = np.random.default_rng(0)
+    pcm = rng.integers(-32768, 32768, size=(4000, channels), dtype=np.int16)
+    pcm[:2] = [[-32768], [32767]]
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm, RATE, format=fmt, subtype="PCM_16")
+    with sf.SoundFile(io.BytesIO(buffer.getvalue())) as audio:
+        reference = audio.read(dtype="float32", always_2d=True)
+    decoded = decode_audio(buffer.getvalue())
+    expected = reference[:, 0] if channels == 1 else reference.mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(decoded.samples, expected)
+
+
 def test_chooses_a_channel_by_index(tmp_path: Path) -> None:
     frames = _tone(channels=4)
     path = tmp_path / "four.wav"

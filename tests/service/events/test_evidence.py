@@ -3,16 +3,18 @@ alarms; labelled evidence stays whatever the quota; each eviction is counted."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from service.config import Settings
 from service.events.evidence import enforce_quota, evidence_bytes
 from service.events.queries import get_event
 from service.events.store import EventStore
 from service.metrics import Metrics
-from tests.service.events.made import an_event
+from tests.service.events.made import RATE, an_event
 
 
 def test_quota_evicts_unlabelled_normal_then_alarms_and_never_labelled(
@@ -87,5 +89,38 @@ def test_sensor_windows_are_kept_as_npy(tmp_path: Path) -> None:
         assert row.evidence_path is not None
         assert row.evidence_path.endswith(".npy")
         assert np.array_equal(np.load(row.evidence_path), window)
+    finally:
+        store.close()
+
+
+def test_alarm_audio_is_kept_as_flac_that_gives_back_the_decoded_samples(tmp_path: Path) -> None:
+    # 16-bit audio as the decoder gives it (x / 32768, both extremes included) must come back
+    # bit for bit, and float audio beyond full scale clipped rather than wrapped around.
+    rng = np.random.default_rng(0)
+    pcm = rng.integers(-32768, 32768, size=RATE, dtype=np.int16)
+    pcm[:2] = [-32768, 32767]
+    decoded = pcm.astype(np.float32) / np.float32(32768)
+    loud = np.array([1.5, -1.5, 0.25], dtype=np.float32)
+    store = EventStore.open(Settings(state_dir=tmp_path / "state"), Metrics())
+    try:
+        events = [
+            dataclasses.replace(an_event(0), audio=decoded, sample_rate=RATE),
+            dataclasses.replace(an_event(1), audio=loud, sample_rate=RATE),
+        ]
+        for event in events:
+            store.submit(event)
+        store.writer.flush()
+        kept = []
+        for event in events:
+            row = get_event(store.engine, event.id)
+            assert row is not None
+            assert row.evidence_path is not None
+            assert row.evidence_path.endswith(".flac")
+            assert row.evidence_bytes == Path(row.evidence_path).stat().st_size
+            samples, rate = sf.read(row.evidence_path, dtype="int16")
+            assert rate == RATE
+            kept.append(samples)
+        np.testing.assert_array_equal(kept[0], pcm)
+        np.testing.assert_array_equal(kept[1], [32767, -32768, 8192])
     finally:
         store.close()

@@ -11,7 +11,16 @@ from service.features.logmel import LogMelExtractor
 from training.audio.backbones import backbone_recipe
 from training.audio.losses import CONTRASTIVE_LOSSES, ContrastiveLoss, contrastive_loss
 from training.audio.model import BlockScorer
-from training.audio.stages import FitSettings, block_scores, train_stage1, train_stage2
+from training.audio.stages import (
+    FitSettings,
+    TrainingBlocks,
+    block_scores,
+    continue_with_stage2,
+    train_stage1,
+    train_stage1_model,
+    train_stage2,
+    train_two_stages,
+)
 from training.audio.synthetic import Machine, machine_sound
 from training.thresholds import gamma_threshold
 
@@ -77,6 +86,54 @@ def test_same_seed_same_model_other_seed_other_model() -> None:
     other = block_scores(_stage1(train, validation, 6, short), validation)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+def test_one_stage1_serves_every_margin_as_a_whole_training_would() -> None:
+    """The paper's table 2 trains stage 1 once and stage 2 at several r: each continuation must
+    equal a whole `train_two_stages` at its r, whatever ran before it on the same stage 1."""
+    rng = np.random.default_rng(2)
+    normal, faulty = Machine(fundamental_hz=120.0), Machine(fundamental_hz=122.4)
+    blocks = TrainingBlocks(
+        train_normal=_blocks(normal, 3, rng, hop=4),
+        validation_normal=_blocks(normal, 1, rng, hop=1),
+        train_anomalous=_blocks(faulty, 1, rng, hop=4),
+        validation_anomalous=np.empty((0, EXTRACTOR.settings.block_size), np.float32),
+    )
+    short = FitSettings(max_epochs=3, patience=3, batch_size=64, quiet=True)
+    n_mels, frames = EXTRACTOR.settings.n_mels, EXTRACTOR.settings.frames_per_block
+    stage1 = train_stage1_model(blocks, n_mels, frames, short, seed=4)
+    stage1_scores = block_scores(stage1.scorer, blocks.validation_normal)
+    low = continue_with_stage2(stage1, blocks, 0.8, "hinge", short)
+    high = continue_with_stage2(stage1, blocks, 0.99, "hinge", short)
+    whole = train_two_stages(blocks, n_mels, frames, 0.99, "hinge", short, short, seed=4)
+    # Both stages in one go, written out: one generator runs through stage 1 into stage 2.
+    generator = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    by_hand = BlockScorer(n_mels, frames)
+    by_hand.set_standardisation(blocks.train_normal)
+    train_stage1(by_hand, blocks.train_normal, blocks.validation_normal, short, generator)
+    margin = gamma_threshold(block_scores(by_hand, blocks.train_normal), 0.99, "training")
+    train_stage2(
+        by_hand,
+        blocks.train_normal,
+        blocks.train_anomalous,
+        blocks.validation_normal,
+        blocks.validation_anomalous,
+        margin.threshold,
+        "hinge",
+        short,
+        generator,
+    )
+
+    assert low.margin.threshold < high.margin.threshold
+    assert high.margin.threshold == whole.margin.threshold == margin.threshold
+    validation = blocks.validation_normal
+    expected = block_scores(by_hand, validation)
+    np.testing.assert_array_equal(block_scores(high.scorer, validation), expected)
+    np.testing.assert_array_equal(block_scores(whole.scorer, validation), expected)
+    assert not np.allclose(block_scores(low.scorer, validation), stage1_scores)
+    # Stage 1's model is left as it was for the next margin.
+    np.testing.assert_array_equal(block_scores(stage1.scorer, validation), stage1_scores)
 
 
 @pytest.mark.parametrize("kind", CONTRASTIVE_LOSSES)

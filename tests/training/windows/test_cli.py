@@ -27,9 +27,13 @@ def test_train_then_evaluate_as_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*argv, *SMALL, "--threads", "1", "--name", "pump-7"]) == 0
     manifest = read_manifest(bundle)
     assert isinstance(manifest, WindowsManifest)
-    # The default model: PCA reconstruction, each step scored with its window's mean error.
-    assert (manifest.name, manifest.model_type, manifest.data_format) == ("pump-7", "pca", "csv")
-    assert manifest.model_settings["score_pooling"] == "window"
+    # The default model: PCA's window score and kNN's step score, pooled no further.
+    assert (manifest.name, manifest.model_type, manifest.data_format) == (
+        "pump-7",
+        "pca_knn",
+        "csv",
+    )
+    assert manifest.model_settings["score_pooling"] == "step"
     assert manifest.evaluation is not None
     assert manifest.evaluation.n_anomaly == 40
     capsys.readouterr()
@@ -274,7 +278,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(default: None)" not in text
 
 
-@pytest.mark.parametrize("model", ["pca", "kmeans", "knn"])
+@pytest.mark.parametrize("model", ["pca", "kmeans", "knn", "pca_knn"])
 def test_a_fitted_model_trains_and_the_manifest_records_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
 ) -> None:
@@ -282,13 +286,14 @@ def test_a_fitted_model_trains_and_the_manifest_records_it(
     write_csv_data(data, steps=800)
     bundle = tmp_path / "bundle"
     argv = ["train", "windows", "--data", str(data), "--format", "csv", "--out", str(bundle)]
-    # Without --score-pooling a fitted model scores each step with its window's mean error.
+    # Without --score-pooling a fitted model scores each step with its window's mean error, the
+    # ensemble with its members' own pooling.
     options = ["--model", model, "--quiet"]
     assert main([*argv, *SMALL, *options]) == 0
     manifest = read_manifest(bundle)
     assert isinstance(manifest, WindowsManifest)
     assert manifest.model_type == model
-    assert manifest.model_settings["score_pooling"] == "window"
+    assert manifest.model_settings["score_pooling"] == ("step" if model == "pca_knn" else "window")
     assert manifest.evaluation is not None
     assert (manifest.evaluation.recall or 0.0) > 0.5
     history = read_history(bundle)

@@ -1,6 +1,6 @@
-"""The fitted sensor models (PCA reconstruction, KMeansAD, kNN): what they compute against
-scikit-learn and brute force, their score direction, their ONNX export against torch, and their
-bundles served by a real server."""
+"""The fitted sensor models (PCA reconstruction, KMeansAD, kNN, PCA with kNN): what they compute
+against scikit-learn and brute force, their score direction, their ONNX export against torch, and
+their bundles served by a real server."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from training.windows.bundle import export_onnx, write_bundle
 from training.windows.config import FITTED_KINDS, POOLINGS, WindowsConfig
 from training.windows.evaluation import fit_thresholds, score_test
 from training.windows.fitted import fit_fitted_model
+from training.windows.models.ensemble import ScaledEnsemble
 from training.windows.models.nearest import NearestPatterns, fit_kmeans, fit_knn
 from training.windows.models.pca import fit_pca
 from training.windows.pipeline import prepare, train_models, validation_part_scores
@@ -53,6 +54,12 @@ def _windows(steps: int, seed: int, stride: int = 5, anomaly: bool = False) -> n
 @pytest.fixture(scope="module")
 def train_windows() -> np.ndarray:
     return _windows(1500, seed=1)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> np.ndarray:
+    """Normal windows none of the models is fitted on, side by side as `prepare` holds them."""
+    return _windows(600, seed=3, stride=WINDOW)
 
 
 def test_pca_reconstruction_is_sklearns_projection(train_windows: np.ndarray) -> None:
@@ -105,12 +112,67 @@ def test_the_memory_bank_is_capped_by_a_seeded_draw(train_windows: np.ndarray) -
         NearestPatterns(small.patterns.numpy(), k=41)
 
 
+def _iqr(values: np.ndarray) -> float:
+    q1, q3 = np.percentile(values.astype(np.float64), [25, 75])
+    return float(q3 - q1)
+
+
+def test_the_ensemble_averages_pca_window_and_knn_step_scores_over_their_held_out_iqr(
+    train_windows: np.ndarray, held_out: np.ndarray
+) -> None:
+    model = fit_fitted_model("pca_knn", train_windows, CONFIG, seed=0, held_out=held_out)
+    assert isinstance(model, ScaledEnsemble)
+    pca = fit_pca(train_windows, CONFIG.pca_explained)
+    knn = fit_knn(train_windows, CONFIG.knn_k, CONFIG.knn_bank, seed=0)
+
+    def member_scores(member: torch.nn.Module, windows: np.ndarray, pooling: str) -> np.ndarray:
+        with torch.no_grad():
+            reconstruction = member(torch.from_numpy(windows)).numpy().astype(np.float64)
+        step = ((windows - reconstruction) ** 2).mean(axis=2)
+        return (
+            step.mean(axis=1, keepdims=True).repeat(WINDOW, axis=1) if pooling == "window" else step
+        )
+
+    # Each member's spread is measured on the held-out windows, not on those it was fitted on,
+    # where kNN finds each window in its own bank and the spread is smaller.
+    pca_scale = _iqr(member_scores(pca, held_out, "window"))
+    knn_scale = _iqr(member_scores(knn, held_out, "step"))
+    assert _iqr(member_scores(knn, train_windows, "step")) < 0.9 * knn_scale
+    np.testing.assert_allclose(model.scales.numpy(), [pca_scale, knn_scale], rtol=1e-4)
+    test = _windows(400, seed=7, anomaly=True)
+    expected = (
+        member_scores(pca, test, "window") / pca_scale
+        + member_scores(knn, test, "step") / knn_scale
+    ) / 2
+    score, channel_error = score_windows(scores_for(model, "step"), test)
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-6)
+    assert channel_error.shape == test.shape
+    assert (channel_error >= 0).all()
+    # Window pooling on top gives each step the window's mean of that score.
+    window_score = score_windows(scores_for(model, "window"), test)[0]
+    np.testing.assert_allclose(window_score[:, 0], expected.mean(axis=1), rtol=1e-4)
+
+
+def test_the_ensemble_needs_held_out_windows(train_windows: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="held-out windows"):
+        fit_fitted_model("pca_knn", train_windows, CONFIG, seed=0)
+
+
+def test_pca_knn_is_the_default_with_its_members_pooling_kept() -> None:
+    config = WindowsConfig()
+    assert (config.model, config.pooling_for(config.model)) == ("pca_knn", "step")
+    assert [config.pooling_for(kind) for kind in ("pca", "kmeans", "knn")] == ["window"] * 3
+    asked = WindowsConfig(score_pooling="window")
+    assert asked.pooling_for("pca_knn") == asked.pooling_for("pca") == "window"
+
+
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("kind", FITTED_KINDS)
 def test_an_injected_anomaly_scores_above_every_normal_window(
-    train_windows: np.ndarray, kind: str, pooling: str
+    train_windows: np.ndarray, held_out: np.ndarray, kind: str, pooling: str
 ) -> None:
-    scoring = scores_for(fit_fitted_model(kind, train_windows, CONFIG, seed=0), pooling)
+    model = fit_fitted_model(kind, train_windows, CONFIG, seed=0, held_out=held_out)
+    scoring = scores_for(model, pooling)
     test = _windows(400, seed=7, stride=1, anomaly=True)
     scores = score_windows(scoring, test)[0]
     starts = np.arange(test.shape[0])
@@ -126,9 +188,10 @@ def test_an_injected_anomaly_scores_above_every_normal_window(
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("kind", FITTED_KINDS)
 def test_onnx_export_equals_torch(
-    train_windows: np.ndarray, kind: str, pooling: str, tmp_path: Path
+    train_windows: np.ndarray, held_out: np.ndarray, kind: str, pooling: str, tmp_path: Path
 ) -> None:
-    scoring = scores_for(fit_fitted_model(kind, train_windows, CONFIG, seed=0), pooling)
+    model = fit_fitted_model(kind, train_windows, CONFIG, seed=0, held_out=held_out)
+    scoring = scores_for(model, pooling)
     path = export_onnx(scoring, tmp_path / MODEL_FILE, WINDOW, CHANNELS)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # Normal and anomalous windows, at a batch size other than the export's 2.
@@ -159,7 +222,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     data = _data()
     prepared = prepare(data, CONFIG)
     for kind in FITTED_KINDS:
-        config = dataclasses.replace(CONFIG, model=kind, score_pooling="window")
+        config = dataclasses.replace(CONFIG, model=kind)
         trained = train_models(prepared, config, [kind], seed=0)[kind]
         thresholds = fit_thresholds(validation_part_scores(trained, prepared, config), config)
         write_bundle(
@@ -188,7 +251,13 @@ def test_a_fitted_bundle_is_served_and_flags_the_anomaly(
     manifest = read_manifest(folder)
     assert isinstance(manifest, WindowsManifest)
     assert manifest.model_type == kind
-    assert manifest.model_settings["score_pooling"] == "window"
+    # Each model's own pooling: the window's mean, except for the ensemble's members' own.
+    assert manifest.model_settings["score_pooling"] == ("step" if kind == "pca_knn" else "window")
+    if kind == "pca_knn":
+        settings = manifest.model_settings
+        assert (settings["pca_pooling"], settings["knn_pooling"]) == ("window", "step")
+        assert float(settings["pca_scale"]) > 0
+        assert float(settings["knn_scale"]) > 0
     assert "epochs_run" not in manifest.model_settings
     history = read_history(folder)
     assert history is not None
@@ -199,9 +268,12 @@ def test_a_fitted_bundle_is_served_and_flags_the_anomaly(
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["model"], body["steps"], body["window"]) == (kind, 600, WINDOW)
-    config = dataclasses.replace(CONFIG, score_pooling="window")
-    model = fit_fitted_model(kind, prepare(data, config).train_windows, config, seed=0)
-    expected, _ = score_test(scores_for(model, "window"), data, manifest.channels, config)
+    prepared = prepare(data, CONFIG)
+    model = fit_fitted_model(
+        kind, prepared.train_windows, CONFIG, seed=0, held_out=prepared.validation_windows
+    )
+    scoring = scores_for(model, CONFIG.pooling_for(kind))
+    expected, _ = score_test(scoring, data, manifest.channels, CONFIG)
     np.testing.assert_allclose(body["scores"], expected, rtol=1e-5, atol=1e-7)
     flags = np.array(body["anomalies"])
     assert flags[305:335].all()
