@@ -40,6 +40,7 @@ from service.bundle.loader import load_bundle
 from service.metrics import Metrics
 from service.pipelines.audio_clip import score_clip
 from service.scoring.audio import AudioScorer
+from service.scoring.decision import Verdict
 from service.scoring.detectors import AudioDetector, OperatingPointChoice
 from service.usable_cpus import usable_cpus
 
@@ -57,21 +58,26 @@ def _alarm_clip(data_dir: Path) -> Path:
     raise SystemExit(f"no 10 s DCASE clips under {data_dir / 'audio' / 'dcase2020_dev'}")
 
 
-def _normal_clip(data_dir: Path, folder: Path) -> tuple[Path, str]:
-    """The first 10 s of the first real UAV normal flight the bundle judges normal, written
-    to `folder` as a 16 kHz mono PCM16 WAV (320 kB, the size of the alarm clip); and where
-    it was cut from."""
-    detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
+def _normal_clip(
+    data_dir: Path, folder: Path, detector: AudioDetector
+) -> tuple[Path, str, Verdict]:
+    """The first 10 s of the first real UAV normal flight `detector` judges normal, written
+    to `folder` as a 16 kHz mono PCM16 WAV (320 kB, the size of the alarm clip); where it was
+    cut from, and its verdict."""
     for flight in sorted((data_dir / "audio" / "uav_propeller" / "normal").glob("*.flac")):
         samples, rate = sf.read(flight, dtype="int16", frames=160_000)
         if rate != 16_000 or samples.ndim != 1 or samples.size < 160_000:
             continue
         clip = folder / "normal.wav"
         sf.write(clip, samples, rate, subtype="PCM_16")
-        verdicts = score_clip(detector, clip.read_bytes(), limits=DecodeLimits(), metrics=Metrics())
-        if not verdicts.verdict.anomaly:
-            return clip, f"{flight.relative_to(data_dir)}, its first 10 s"
+        verdict = _verdict(detector, clip.read_bytes())
+        if not verdict.anomaly:
+            return clip, f"{flight.relative_to(data_dir)}, its first 10 s", verdict
     raise SystemExit("no UAV normal flight the default bundle judges normal")
+
+
+def _verdict(detector: AudioDetector, wav: bytes) -> Verdict:
+    return score_clip(detector, wav, limits=DecodeLimits(), metrics=Metrics()).verdict
 
 
 def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
@@ -161,18 +167,14 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The whole run; `work` holds the server's models folder and the normal clip."""
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
+    detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
     if args.clip == "normal":
-        clip, source = _normal_clip(args.data, work)
+        clip, source, verdict = _normal_clip(args.data, work, detector)
     else:
         clip = _alarm_clip(args.data)
         source = str(clip.relative_to(args.data))
+        verdict = _verdict(detector, clip.read_bytes())
     wav = clip.read_bytes()
-    verdict = score_clip(
-        AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice()),
-        wav,
-        limits=DecodeLimits(),
-        metrics=Metrics(),
-    ).verdict
     levels = [int(level) for level in args.levels.split(",")]
     cpus = usable_cpus()
     result: dict[str, Any] = {

@@ -43,7 +43,9 @@ BLOCK_FRAMES = 65_536
 # samples overflow the float32 power spectrum to infinity (from about 1e16 with a 4096-point
 # FFT), so anything beyond 1000 (60 dB above full scale) is refused as not being audio.
 MAX_FLOAT_AMPLITUDE = 1e3
-_PCM16_SCALE = np.float32(1 / 32768)
+# 16-bit PCM sample k stands for k / 32768, libsndfile's convention; streams and evidence use it.
+PCM16_FULL_SCALE = 32768
+_PCM16_SCALE = np.float32(1 / PCM16_FULL_SCALE)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ import soundfile as sf
 from sqlalchemy import CursorResult, Engine, case, func, select, update
 from sqlalchemy.orm import Session
 
+from service.audio.decode import PCM16_FULL_SCALE
 from service.events.records import NewEvent
 from service.events.schema import EventRow
 
 logger = logging.getLogger(__name__)
 # Candidates looked at per query while evicting.
 _EVICTION_BATCH = 200
-_PCM16_SCALE = 32768.0
 
 
 def write_evidence(folder: Path, event: NewEvent) -> Path | None:
@@ -37,7 +37,8 @@ def write_evidence(folder: Path, event: NewEvent) -> Path | None:
         # cost more than the encoding, and evidence is no more durable than its database row.
         # The conversion to integers is numpy's, 20x faster than libsndfile's per sample; it is
         # the inverse of the decoder's x / 32768, so 16-bit audio comes back bit for bit.
-        pcm = np.clip(np.rint(event.audio * _PCM16_SCALE), -32768, 32767).astype(np.int16)
+        pcm = np.rint(event.audio * PCM16_FULL_SCALE)
+        pcm = np.clip(pcm, -PCM16_FULL_SCALE, PCM16_FULL_SCALE - 1).astype(np.int16)
         encoded = io.BytesIO()
         sf.write(encoded, pcm, event.sample_rate, format="FLAC", subtype="PCM_16")
         path.write_bytes(encoded.getbuffer())

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from service.audio.decode import MAX_FLOAT_AMPLITUDE
+from service.audio.decode import MAX_FLOAT_AMPLITUDE, PCM16_FULL_SCALE
 from service.audio.resample import StreamingResampler
 from service.events.capture import EventSink
 from service.events.stretches import AudioStretches
@@ -26,7 +26,7 @@ from service.scoring.detectors import AudioDetector, BlockVerdict
 Encoding = Literal["pcm_s16le", "f32le"]
 
 _SAMPLE_TYPES: dict[str, tuple[str, float]] = {
-    "pcm_s16le": ("<i2", 1.0 / 32768.0),
+    "pcm_s16le": ("<i2", 1.0 / PCM16_FULL_SCALE),
     "f32le": ("<f4", 1.0),
 }
 
