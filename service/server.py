@@ -4,6 +4,7 @@ aggregated through prometheus-client's multiprocess mode."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -17,9 +18,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
 from service.http_protocol import connection_cap, guarded_protocol, raise_descriptor_limit
+from service.listen_sockets import PortReservation
 from service.logging_setup import LOG_FORMATS, log_config
 from service.metrics import MULTIPROC_ENV
 from service.run_folders import shared_run_folder
@@ -27,6 +30,8 @@ from service.usable_cpus import usable_cpus
 from service.worker_sync import worker_sync_folder
 
 _APP_FACTORY = "service.server:app_from_environment"
+
+logger = logging.getLogger("uvicorn.error")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,13 +173,18 @@ def run_server(args: argparse.Namespace) -> int:
         return 0 if server.started else 3
     # Workers are fresh processes: they read the settings from the environment.
     os.environ["AUSCULT_MODELS_DIR"] = str(settings.models_dir.resolve())
-    # The workers share one listening socket, and libuv (under uvloop) accepts every pending
-    # connection at once: the first worker to wake took all of a burst of keep-alive clients
-    # (4 or 16 of them, `hey`) and the other sat idle, at half the goodput. One connection per
-    # wake-up lets the other worker take the next.
-    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     os.environ["AUSCULT_WORKER_THREADS"] = str(plan.threads)
-    # One folder for the metrics of all workers, one through which a reload reaches them all.
-    with shared_metrics_folder(), worker_sync_folder():
-        uvicorn.run(_APP_FACTORY, factory=True, workers=plan.workers, **options)
+    config = uvicorn.Config(_APP_FACTORY, factory=True, workers=plan.workers, **options)
+    try:
+        port = PortReservation(args.host, args.port, config.backlog)
+    except OSError as exc:
+        print(f"auscult serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 3
+    with port:
+        host, bound = port.getsockname()[:2]
+        logger.info("Auscult on http://%s:%d with %d workers", host, bound, plan.workers)
+        # One folder for the metrics of all workers, one through which a reload reaches them.
+        with shared_metrics_folder(), worker_sync_folder():
+            # Each worker gets its own listening socket from the reservation.
+            Multiprocess(config, sockets=[port]).run()
     return 0

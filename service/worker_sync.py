@@ -141,6 +141,12 @@ class WorkerSync:
             await asyncio.sleep(self._poll_seconds)
 
     async def _catch_up(self, folder: Path) -> None:
+        # In a thread: on the event loop, every file call gives up the GIL and then waits for a
+        # busy scoring thread to hand it back (up to the 5 ms switch interval each), which held
+        # up every request of the worker several times a second.
+        await asyncio.to_thread(self._catch_up_in_thread, folder)
+
+    def _catch_up_in_thread(self, folder: Path) -> None:
         if self._published is None:
             # Announced before the first load, so a reload meanwhile waits for this worker too.
             self._publish()
@@ -148,7 +154,7 @@ class WorkerSync:
         if self._acted_on is None or generation > self._acted_on:
             # Read before the refresh: the refresh then scans files at least as new as the
             # ones the reload was asked for.
-            await asyncio.to_thread(self._registry.refresh)
+            self._registry.refresh()
             self._acted_on_up_to(generation)
         self._publish_if_changed()
         self._prune_dead_workers(folder)

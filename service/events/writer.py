@@ -50,6 +50,7 @@ class EventWriter:
         self._quota_bytes = quota_bytes
         self._metrics = metrics
         self._next_quota_check = 0.0
+        self._wake = threading.Event()  # set by a flush or stop: the batch ends now
         for reason in ("queue_full", "write_error"):
             # Touch the series at zero, so a rate() over them exists from the start.
             metrics.events_dropped.labels(reason)
@@ -76,12 +77,14 @@ class EventWriter:
         """Write what is queued, then stop the thread."""
         # Blocking here is fine: no request is served any more.
         self._queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until every event queued so far is written (tests and benchmarks)."""
         done = threading.Event()
         self._queue.put(done)
+        self._wake.set()
         done.wait(timeout_s)
 
     def _run(self) -> None:
@@ -102,13 +105,16 @@ class EventWriter:
 
     def _next_batch(self) -> list[_Item]:
         """The next item, and what follows it within BATCH_LINGER_SECONDS: a transaction costs
-        about as much as the rows in it, so events a moment apart share one. A flush or stop
-        ends the batch at once."""
+        about as much as the rows in it, so events a moment apart share one. The writer sleeps
+        through the linger rather than waiting on the queue, which would wake it (and take the
+        GIL from scoring) for every event; a flush or stop cuts the sleep short."""
         batch = [self._queue.get()]
-        deadline = time.monotonic() + BATCH_LINGER_SECONDS
+        if isinstance(batch[-1], NewEvent):
+            self._wake.wait(BATCH_LINGER_SECONDS)
+            self._wake.clear()
         while len(batch) < BATCH_SIZE and isinstance(batch[-1], NewEvent):
             try:
-                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch

@@ -192,6 +192,37 @@ def test_two_workers_report_their_sum_on_metrics(tmp_path: Path) -> None:
     assert processes_marked(served.marker) == []
 
 
+def test_a_burst_of_keep_alive_clients_is_spread_over_the_workers(tmp_path: Path) -> None:
+    """16 clients that each open one connection at the same moment and keep it: every worker
+    gets some of them (each worker listens on a socket of its own; with one shared socket the
+    first worker to wake could take them all, leaving the other idle)."""
+    small_audio_bundle(tmp_path / "models" / "fan", name="fan")
+    shared = tmp_path / "prometheus"
+    wav = clip(1.0)
+    env = {**QUIET, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+
+    async def client(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for _ in range(3):  # on the one keep-alive connection
+                response = await http.post(
+                    "/v1/models/fan/score", content=wav, headers={"Content-Type": "audio/wav"}
+                )
+                assert response.status_code == 200
+
+    async def burst(url: str) -> None:
+        await asyncio.gather(*(client(url) for _ in range(16)))
+
+    with serve_process(
+        tmp_path / "models", tmp_path / "serve.log", args=("--workers", "2"), env=env
+    ) as served:
+        asyncio.run(burst(served.url))
+        per_worker = _per_worker_scored(shared)
+    assert sum(per_worker.values()) == 48
+    # All 16 on one worker has odds of 1 in 32,768 when the kernel spreads them.
+    assert len(per_worker) == 2, per_worker
+    assert all(per_worker.values()), per_worker
+
+
 def _model_info(text: str) -> dict[str, float]:
     return {
         s.labels["version"]: s.value
