@@ -34,7 +34,7 @@ from typing import Any
 import soundfile as sf
 
 from benchmarks.processes import serving, uptime, write_output
-from benchmarks.streams_capacity import process_tree_cpu, server_pid
+from benchmarks.streams_capacity import cpu_by_process, process_tree_cpu, server_pid, worker_pids
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.metrics import Metrics
@@ -159,6 +159,25 @@ def hey(
     }
 
 
+def hey_with_cpu(
+    server: int,
+    workers: list[int],
+    url: str,
+    wav: Path,
+    clients: int,
+    seconds: float,
+    per_client_rate: float | None = None,
+) -> dict[str, Any]:
+    """A `hey` run, with the CPU seconds each worker spent meanwhile: the kernel hands each
+    new connection to one worker's socket by its address, so a few keep-alive clients can
+    land unevenly, and this shows whether they did."""
+    before = cpu_by_process(server)
+    run = hey(url, wav, clients, seconds, per_client_rate)
+    after = cpu_by_process(server)
+    run["worker_cpu_s"] = [round(after.get(w, 0.0) - before.get(w, 0.0), 2) for w in workers]
+    return run
+
+
 def _load() -> float:
     return os.getloadavg()[0]
 
@@ -203,9 +222,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         server = server_pid(args.port)
         score = f"{url}/v1/models/{BUNDLE.name}/score"
         hey(score, clip, 4, 2.0)  # warm every worker
+        workers = worker_pids(server)
         for clients in levels:
             cpu_before = process_tree_cpu(server)
-            run = hey(score, clip, clients, args.seconds)
+            run = hey_with_cpu(server, workers, score, clip, clients, args.seconds)
             # The server's CPU per answer: with nearly every answer a refusal, what a
             # refusal costs, against a scored clip's cost at low concurrency.
             run["server_cpu_s"] = process_tree_cpu(server) - cpu_before
@@ -214,7 +234,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             runs.append(run)
             print(json.dumps(run), flush=True)
         # Latency at half the in-process ceiling: 4 clients, each paced to an eighth.
-        paced = hey(score, clip, 4, args.seconds, per_client_rate=ceiling_before / 8)
+        paced = hey_with_cpu(
+            server, workers, score, clip, 4, args.seconds, per_client_rate=ceiling_before / 8
+        )
         paced["load_after"] = _load()
         print(json.dumps(paced), flush=True)
     after = in_process_seconds(BUNDLE, wav, args.repeats)

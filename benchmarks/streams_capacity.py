@@ -66,8 +66,9 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children, from /proc."""
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of a process and of each of its children, by pid, from
+    /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     try:
@@ -75,14 +76,33 @@ def process_tree_cpu(pid: int) -> float:
         pids += [int(c) for c in children]
     except OSError:
         pass
-    total = 0.0
+    seconds = {}
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        seconds[p] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children, from /proc."""
+    return sum(cpu_by_process(pid).values())
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the `auscult serve` supervisor `pid` (its other child, the
+    multiprocessing resource tracker, left out)."""
+    workers = []
+    for child, _ in cpu_by_process(pid).items():
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            workers.append(child)
+    return workers
 
 
 def server_pid(port: int) -> int:
