@@ -332,13 +332,21 @@ def _first_cause(level: dict[str, Any], cpus: int) -> str:
     """The first limit the level's figures point at, in the order it would bind."""
     if any(code in level["errors"] for code in ("too_many_streams", "busy")):
         return f"a server limit refused streams: {level['errors']}"
-    starved = level["server_cpu_share"] < 0.75 and level["load_before"] > 2 * cpus
-    if (level["client_late_p99_s"] or 0.0) > 0.2 or starved:
+    late = level["client_late_p99_s"] or 0.0
+    # The load average before the level counts only what ran before it: over twice the CPUs,
+    # other work held them; otherwise a late load generator competed with the server alone.
+    if level["load_before"] > 2 * cpus and (late > 0.2 or level["server_cpu_share"] < 0.75):
         return (
             "the machine: other processes held the CPUs (load average "
             f"{level['load_before']:.1f} on {cpus} CPUs), so neither the load generator "
-            f"(frames sent up to {level['client_late_p99_s'] or 0.0:.1f} s late at p99) nor "
+            f"(frames sent up to {late:.1f} s late at p99) nor "
             f"the server ({level['server_cpu_cores']:.2f} cores used) got the CPU they needed"
+        )
+    if late > 0.2:
+        return (
+            f"the CPUs, shared by the server and the load generator: the server used "
+            f"{level['server_cpu_cores']:.2f} of {cpus} cores and the load generator, on the "
+            f"same cores, sent frames up to {late:.2f} s late at p99"
         )
     if level["server_cpu_share"] > 0.9:
         return f"CPU: the server used {level['server_cpu_cores']:.2f} cores"

@@ -13,13 +13,14 @@ from typing import Any
 Address = tuple[Any, ...]
 
 
-def worker_socket(family: int, address: Address, backlog: int) -> socket.socket:
-    """A new socket listening on `address` beside the other workers' (in a worker process)."""
+def worker_socket(family: int, address: Address) -> socket.socket:
+    """A new socket on `address` beside the other workers' (in a worker process), bound but not
+    yet listening: uvicorn listens on it once the worker's app has started, so no connection
+    is queued on a worker that is still starting."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
-    sock.listen(backlog)
     return sock
 
 
@@ -30,7 +31,7 @@ class PortReservation(socket.socket):
     a worker process (pickled by multiprocessing), it arrives as that worker's own listening
     socket on the same address (`worker_socket`)."""
 
-    def __init__(self, host: str, port: int, backlog: int) -> None:
+    def __init__(self, host: str, port: int) -> None:
         # As uvicorn's own binding does: a host with a colon is IPv6.
         super().__init__(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -40,9 +41,8 @@ class PortReservation(socket.socket):
         except OSError:
             self.close()
             raise
-        self.backlog = backlog
 
     def __reduce_ex__(
         self, protocol: Any
-    ) -> tuple[Callable[[int, Address, int], socket.socket], tuple[int, Address, int]]:
-        return worker_socket, (int(self.family), self.getsockname(), self.backlog)
+    ) -> tuple[Callable[[int, Address], socket.socket], tuple[int, Address]]:
+        return worker_socket, (int(self.family), self.getsockname())

@@ -176,7 +176,7 @@ def run_server(args: argparse.Namespace) -> int:
     os.environ["AUSCULT_WORKER_THREADS"] = str(plan.threads)
     config = uvicorn.Config(_APP_FACTORY, factory=True, workers=plan.workers, **options)
     try:
-        port = PortReservation(args.host, args.port, config.backlog)
+        port = PortReservation(args.host, args.port)
     except OSError as exc:
         print(f"auscult serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 3

@@ -52,6 +52,14 @@ async def get_model(
 ) -> ServedModel:
     """The model the name serves at this moment; the request keeps it even if a reload swaps."""
     model = runtime.registry.get(name)
+    if model is None and not runtime.registry.refreshed:
+        # A worker still loading its models (just started, or restarted) is reached like any
+        # other: "no such model" would be wrong, and the model may be there a moment later.
+        raise HTTPException(
+            status_code=503,
+            detail="the models are still loading; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     if model is None:
         served = [m.name for m in runtime.registry.served()]
         raise HTTPException(

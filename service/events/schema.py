@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -72,4 +72,13 @@ class EventRow(Base):
     labelled_by: Mapped[str | None] = mapped_column(String(128))
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_events_model_time", "model", "time"),)
+    __table_args__ = (
+        Index("ix_events_model_time", "model", "time"),
+        # The rows holding evidence, with their sizes: the quota's sum reads only these.
+        Index(
+            "ix_events_evidence",
+            "evidence_bytes",
+            sqlite_where=text("evidence_path IS NOT NULL"),
+            postgresql_where=text("evidence_path IS NOT NULL"),
+        ),
+    )

@@ -14,9 +14,13 @@ from service.listen_sockets import PortReservation
 
 
 def _as_a_worker_gets_it(reservation: PortReservation) -> socket.socket:
-    """What a spawned worker process unpickles from the supervisor's reservation."""
+    """What a spawned worker process unpickles from the supervisor's reservation, once its
+    server has started (uvicorn then listens on it)."""
     received = pickle.loads(ForkingPickler.dumps(reservation))
     assert isinstance(received, socket.socket)
+    # Bound, not listening, until the worker's server starts: nothing queues on it before.
+    assert received.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
+    received.listen(128)
     return received
 
 
@@ -31,7 +35,7 @@ def _accept_all(listener: socket.socket) -> list[socket.socket]:
 
 
 def test_each_worker_gets_its_own_queue_of_connections_on_the_one_port() -> None:
-    with PortReservation("127.0.0.1", 0, 128) as reservation:
+    with PortReservation("127.0.0.1", 0) as reservation:
         port = reservation.getsockname()[1]
         workers = [_as_a_worker_gets_it(reservation) for _ in range(2)]
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
@@ -57,4 +61,4 @@ def test_a_port_in_use_is_refused_at_once() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         with pytest.raises(OSError, match="Address already in use"):
-            PortReservation("127.0.0.1", other.getsockname()[1], 128)
+            PortReservation("127.0.0.1", other.getsockname()[1])

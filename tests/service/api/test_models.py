@@ -3,14 +3,20 @@ with requests flowing while a bundle is replaced."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import HTTPException
 
+from service.api.deps import get_model
 from service.config import Settings
+from service.metrics import Metrics
+from service.runtime import Runtime
 from tests.bundle_factory import write_broken_bundle
 from tests.server import running_server
 from tests.service.clips import SMALL_FEATURES, small_audio_bundle
@@ -142,3 +148,26 @@ def test_a_reload_reaches_every_app_sharing_a_sync_folder(tmp_path: Path) -> Non
     assert report["all_workers_reloaded"] is True
     assert [(w["reloaded"], w["models"]) for w in report["workers"]] == [(True, {"fan": "2"})] * 2
     assert served_by_second == "2"
+
+
+def test_a_worker_still_loading_answers_503_not_404(tmp_path: Path) -> None:
+    """A worker that has not finished loading the models folder (just started or restarted)
+    says so, retryable, instead of "no such model"; once loaded, a missing model is a 404."""
+    small_audio_bundle(tmp_path / "fan", name="fan")
+    runtime = Runtime.start(
+        Settings(models_dir=tmp_path, reload_poll_seconds=0, events_enabled=False), Metrics()
+    )
+    try:
+        with pytest.raises(HTTPException) as loading:
+            asyncio.run(get_model("fan", runtime))
+        runtime.registry.refresh()
+        assert asyncio.run(get_model("fan", runtime)).name == "fan"
+        with pytest.raises(HTTPException) as missing:
+            asyncio.run(get_model("pump", runtime))
+    finally:
+        runtime.pool.shutdown()
+        runtime.stream_batcher.shutdown()
+    assert loading.value.status_code == 503
+    assert loading.value.headers == {"Retry-After": "1"}
+    assert "still loading" in loading.value.detail
+    assert missing.value.status_code == 404

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+from sqlalchemy import event, text
 
 from service.config import Settings
+from service.events.database import open_migrated
 from service.events.evidence import enforce_quota, evidence_bytes
 from service.events.queries import get_event
 from service.events.store import EventStore
@@ -124,3 +127,37 @@ def test_alarm_audio_is_kept_as_flac_that_gives_back_the_decoded_samples(tmp_pat
         np.testing.assert_array_equal(kept[1], [32767, -32768, 8192])
     finally:
         store.close()
+
+
+def test_the_quota_sum_reads_only_the_rows_that_hold_evidence(database_url: str) -> None:
+    """The writer sums the evidence every few seconds while it keeps any; the table grows by a
+    row for every clip scored, the evidence rows stay within the quota. The sum reads a
+    partial index of those rows (migration 0002), never the whole table."""
+    engine = open_migrated(database_url)
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    try:
+        event.listen(engine, "before_cursor_execute", record)
+        assert evidence_bytes(engine) == 0
+        event.remove(engine, "before_cursor_execute", record)
+        [(statement, parameters)] = statements
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                assert "INDEX ix_events_evidence" in " ".join(str(r) for r in plan)
+                definition = connection.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'ix_events_evidence'")
+                ).scalar_one()
+                assert definition.endswith("(evidence_bytes) WHERE evidence_path IS NOT NULL")
+            else:
+                # PostgreSQL's planner picks by cost (a seq scan on an empty table): the index
+                # and its condition are what is checked there.
+                definition = connection.execute(
+                    text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_events_evidence'")
+                ).scalar_one()
+                assert "(evidence_bytes) WHERE (evidence_path IS NOT NULL)" in definition
+    finally:
+        engine.dispose()
