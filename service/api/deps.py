@@ -46,21 +46,25 @@ async def require_api_key(
         )
 
 
+MODELS_LOADING = "the models are still loading; retry shortly"
+
+
+def refuse_while_loading(runtime: Runtime) -> None:
+    """503 with Retry-After while this worker's first load of the models folder is under way:
+    a worker just started or restarted is reached like any other (each listens on its own
+    socket), and "no such model" would be wrong about a model there a moment later."""
+    if not runtime.registry.refreshed:
+        raise HTTPException(status_code=503, detail=MODELS_LOADING, headers={"Retry-After": "1"})
+
+
 async def get_model(
     name: Annotated[str, Path(description="the model name from its manifest")],
     runtime: RuntimeDep,
 ) -> ServedModel:
     """The model the name serves at this moment; the request keeps it even if a reload swaps."""
     model = runtime.registry.get(name)
-    if model is None and not runtime.registry.refreshed:
-        # A worker still loading its models (just started, or restarted) is reached like any
-        # other: "no such model" would be wrong, and the model may be there a moment later.
-        raise HTTPException(
-            status_code=503,
-            detail="the models are still loading; retry shortly",
-            headers={"Retry-After": "1"},
-        )
     if model is None:
+        refuse_while_loading(runtime)
         served = [m.name for m in runtime.registry.served()]
         raise HTTPException(
             status_code=404, detail=f"no model named {name!r} is served (served: {served})"

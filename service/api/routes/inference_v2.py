@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from service import __version__
-from service.api.deps import RuntimeDep, require_api_key
+from service.api.deps import RuntimeDep, refuse_while_loading, require_api_key
 from service.api.inference_v2.inference import infer, model_metadata
 from service.api.inference_v2.schemas import (
     InferenceRequest,
@@ -95,6 +95,7 @@ def _model(runtime: Runtime, name: str, version: str | None) -> ServedModel:
                 detail=f"model {name!r} has no version {version!r} (loaded: {list(versions)})",
             )
     if model is None:
+        refuse_while_loading(runtime)
         served = [m.name for m in runtime.registry.served()]
         raise HTTPException(
             status_code=404, detail=f"no model named {name!r} is served (served: {served})"

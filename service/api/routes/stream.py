@@ -9,7 +9,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette import status
 
 from service.api.auth import key_accepted, presented_key
-from service.api.deps import get_runtime
+from service.api.deps import MODELS_LOADING, get_runtime
 from service.api.streams.audio import serve_audio_stream
 from service.api.streams.connection import StreamConnection, stream_slot
 from service.api.streams.errors import StreamError, end_with, internal_error
@@ -31,6 +31,8 @@ async def _serve(websocket: WebSocket, runtime: Runtime, name: str) -> None:
             "'X-API-Key: <key>' or the api_key query parameter",
         )
     model = runtime.registry.get(name)
+    if model is None and not runtime.registry.refreshed:
+        raise StreamError(status.WS_1013_TRY_AGAIN_LATER, "models_loading", MODELS_LOADING)
     if model is None:
         raise StreamError(
             status.WS_1008_POLICY_VIOLATION, "unknown_model", f"no model named {name!r}"

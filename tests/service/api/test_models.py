@@ -4,21 +4,21 @@ with requests flowing while a bundle is replaced."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from fastapi import HTTPException
 
-from service.api.deps import get_model
+from service.api.deps import MODELS_LOADING
+from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE
 from service.config import Settings
-from service.metrics import Metrics
-from service.runtime import Runtime
 from tests.bundle_factory import write_broken_bundle
 from tests.server import running_server
+from tests.service.api.streams import read_to_close, stream_connection
 from tests.service.clips import SMALL_FEATURES, small_audio_bundle
 
 
@@ -150,24 +150,48 @@ def test_a_reload_reaches_every_app_sharing_a_sync_folder(tmp_path: Path) -> Non
     assert served_by_second == "2"
 
 
-def test_a_worker_still_loading_answers_503_not_404(tmp_path: Path) -> None:
-    """A worker that has not finished loading the models folder (just started or restarted)
-    says so, retryable, instead of "no such model"; once loaded, a missing model is a 404."""
-    small_audio_bundle(tmp_path / "fan", name="fan")
-    runtime = Runtime.start(
-        Settings(models_dir=tmp_path, reload_poll_seconds=0, events_enabled=False), Metrics()
-    )
-    try:
-        with pytest.raises(HTTPException) as loading:
-            asyncio.run(get_model("fan", runtime))
-        runtime.registry.refresh()
-        assert asyncio.run(get_model("fan", runtime)).name == "fan"
-        with pytest.raises(HTTPException) as missing:
-            asyncio.run(get_model("pump", runtime))
-    finally:
-        runtime.pool.shutdown()
-        runtime.stream_batcher.shutdown()
-    assert loading.value.status_code == 503
-    assert loading.value.headers == {"Retry-After": "1"}
-    assert "still loading" in loading.value.detail
-    assert missing.value.status_code == 404
+def test_a_server_still_loading_its_models_says_so_on_every_protocol(
+    tmp_path: Path, normal_wav: bytes
+) -> None:
+    """A worker that has not finished its first load of the models folder (just started or
+    restarted, and reached like any other worker through its own socket) answers "still
+    loading", retryable, on /v1, /v2 and streams, where a loaded one would say "no such model".
+    The manifest is a named pipe, so the load waits until the test writes it."""
+    small_audio_bundle(tmp_path / "staged", name="fan")
+    bundle = tmp_path / "models" / "fan"
+    bundle.mkdir(parents=True)
+    shutil.copy(tmp_path / "staged" / MODEL_FILE, bundle / MODEL_FILE)
+    os.mkfifo(bundle / MANIFEST_FILE)
+    settings = Settings(models_dir=tmp_path / "models", reload_poll_seconds=0)
+    with running_server(settings, wait_ready=False) as live:
+        try:
+            readiness = httpx.get(f"{live.url}/readyz").json()
+            score = httpx.post(
+                f"{live.url}/v1/models/fan/score",
+                content=normal_wav,
+                headers={"Content-Type": "audio/wav"},
+            )
+            v2 = httpx.get(f"{live.url}/v2/models/fan")
+
+            async def stream() -> tuple[list[dict[str, Any]], int | None]:
+                async with stream_connection(live, "fan") as ws:
+                    return await read_to_close(ws)
+
+            messages, close_code = asyncio.run(stream())
+        finally:
+            (bundle / MANIFEST_FILE).write_bytes((tmp_path / "staged" / MANIFEST_FILE).read_bytes())
+        for _ in range(200):
+            if httpx.get(f"{live.url}/readyz").json()["reason"] != "loading models":
+                break
+            time.sleep(0.05)
+        loaded = httpx.get(f"{live.url}/v1/models/pump")
+    assert readiness["reason"] == "loading models"
+    assert score.status_code == 503
+    assert score.headers["Retry-After"] == "1"
+    assert score.json() == {"detail": MODELS_LOADING}
+    assert v2.status_code == 503
+    assert v2.json() == {"error": MODELS_LOADING}
+    assert [m["code"] for m in messages] == ["models_loading"]
+    assert close_code == 1013
+    # Once the folder is read, a model it does not hold is "not served".
+    assert loaded.status_code == 404
