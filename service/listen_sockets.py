@@ -28,8 +28,8 @@ class PortReservation(socket.socket):
     """The port, bound but not listening (so it is handed no connections), held by the
     supervisor for as long as it runs: a port in use fails before any worker starts, port 0
     becomes one port for all, and no other program's socket can take it meanwhile. Passed to
-    a worker process (pickled by multiprocessing), it arrives as that worker's own listening
-    socket on the same address (`worker_socket`)."""
+    a worker process (pickled by multiprocessing), it arrives as that worker's own socket on
+    the same address (`worker_socket`), which uvicorn then listens on."""
 
     def __init__(self, host: str, port: int) -> None:
         # As uvicorn's own binding does: a host with a colon is IPv6.
