@@ -169,10 +169,11 @@ class WorkerSync:
         generation = await asyncio.to_thread(self._raise_generation, folder)
         report = await asyncio.to_thread(self._registry.refresh)
         self._acted_on_up_to(generation)
-        self._publish()
+        # The files in threads, as in the poll: the other requests of this worker go on.
+        await asyncio.to_thread(self._publish)
         deadline = time.monotonic() + self._wait_seconds
         while True:
-            workers = self._prune_dead_workers(folder)
+            workers = await asyncio.to_thread(self._prune_dead_workers, folder)
             behind = [w.pid for w in workers if not w.has_acted_on(generation)]
             if not behind or time.monotonic() >= deadline:
                 break
