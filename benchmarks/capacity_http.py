@@ -34,7 +34,7 @@ from typing import Any
 import soundfile as sf
 
 from benchmarks.processes import serving, uptime, write_output
-from benchmarks.streams_capacity import cpu_by_process, process_tree_cpu, server_pid, worker_pids
+from benchmarks.streams_capacity import cpu_by_process, server_pid, worker_pids
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.metrics import Metrics
@@ -169,12 +169,13 @@ def hey_with_cpu(
     seconds: float,
     per_client_rate: float | None = None,
 ) -> dict[str, Any]:
-    """A `hey` run, with the CPU seconds each worker spent meanwhile: the kernel hands each
-    new connection to one worker's socket by its address, so a few keep-alive clients can
-    land unevenly, and this shows whether they did."""
+    """A `hey` run, with the CPU seconds the server's processes spent meanwhile, in all and by
+    worker: the kernel hands each new connection to one worker's socket by its address, so a
+    few keep-alive clients can land unevenly, and this shows whether they did."""
     before = cpu_by_process(server)
     run = hey(url, wav, clients, seconds, per_client_rate)
     after = cpu_by_process(server)
+    run["server_cpu_s"] = sum(after.values()) - sum(before.values())
     run["worker_cpu_s"] = [round(after.get(w, 0.0) - before.get(w, 0.0), 2) for w in workers]
     return run
 
@@ -225,11 +226,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         hey(score, clip, 4, 2.0)  # warm every worker
         workers = worker_pids(server)
         for clients in levels:
-            cpu_before = process_tree_cpu(server)
             run = hey_with_cpu(server, workers, score, clip, clients, args.seconds)
             # The server's CPU per answer: with nearly every answer a refusal, what a
             # refusal costs, against a scored clip's cost at low concurrency.
-            run["server_cpu_s"] = process_tree_cpu(server) - cpu_before
             run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(run["answered"], 1)
             run["load_after"] = _load()
             runs.append(run)

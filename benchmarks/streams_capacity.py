@@ -95,7 +95,7 @@ def worker_pids(pid: int) -> list[int]:
     """The worker processes of the `auscult serve` supervisor `pid` (its other child, the
     multiprocessing resource tracker, left out)."""
     workers = []
-    for child, _ in cpu_by_process(pid).items():
+    for child in cpu_by_process(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
