@@ -2,7 +2,8 @@
 `hey`; this benchmark needs it on PATH): throughput and p50/p99 latency at 1 to 128 concurrent
 clients posting a real 10 s clip, goodput and the time of refused requests under overload,
 against the in-process ceiling measured in the same run (as many processes as the server has
-workers, each scoring the clip back to back), and p50/p99 at half that ceiling's rate. Writes
+workers, each scoring the clip back to back), and p50/p99 at half that ceiling's rate, sent by
+16 stations out of step with each other (one `hey -c 1 -q` each). Writes
 benchmarks/results/capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
 
 The clip is what a plant sends most (`--clip normal`, the default): the first 10 s of a real UAV
@@ -127,19 +128,22 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def hey(
+def _hey_command(
     url: str, wav: Path, clients: int, seconds: float, per_client_rate: float | None = None
-) -> dict[str, Any]:
-    """One `hey` run: every response's time and status, summarised. hey leaves requests that
-    failed without an answer (reset, timeout) out of its CSV; their count is in its summary,
-    which CSV mode does not print, so `answered` is what the figures cover. With
-    `per_client_rate`, each client sends at most that many requests a second (hey -q)."""
+) -> list[str]:
     command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
                "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
     if per_client_rate is not None:
         command[1:1] = ["-q", f"{per_client_rate:g}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rows = list(csv.DictReader(io.StringIO(output)))
+    return command
+
+
+def _summary(
+    rows: list[dict[str, str]], clients: int, seconds: float, per_client_rate: float | None
+) -> dict[str, Any]:
+    """Every response's time and status from hey's CSV rows, summarised. hey leaves requests
+    that failed without an answer (reset, timeout) out of its CSV; their count is in its
+    summary, which CSV mode does not print, so `answered` is what the figures cover."""
     ok = [float(r["response-time"]) for r in rows if r["status-code"] == "200"]
     refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
     others = sorted({r["status-code"] for r in rows} - {"200", "503"})
@@ -160,6 +164,38 @@ def hey(
     }
 
 
+def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """One `hey` run of `clients` closed-loop clients (each sends again once answered)."""
+    command = _hey_command(url, wav, clients, seconds)
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return _summary(list(csv.DictReader(io.StringIO(output))), clients, seconds, None)
+
+
+def paced_hey(
+    url: str, wav: Path, clients: int, seconds: float, per_client_rate: float
+) -> dict[str, Any]:
+    """`clients` stations each sending `per_client_rate` requests a second, one `hey -c 1 -q`
+    each, started evenly spread over one period: one `hey -c N -q` ticks all its clients
+    at the same instant, a burst of N every period that no plant's stations would send."""
+    gap = 1.0 / (clients * per_client_rate)
+    command = _hey_command(url, wav, 1, seconds, per_client_rate)
+    stations = []
+    for _ in range(clients):
+        stations.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        time.sleep(gap)
+    rows = []
+    for station in stations:
+        output, _ = station.communicate()
+        if station.returncode != 0:
+            raise subprocess.CalledProcessError(station.returncode, command)
+        rows.extend(csv.DictReader(io.StringIO(output)))
+    run = _summary(rows, clients, seconds, per_client_rate)
+    # Each station's offsets start at its own start: the span is the run's length.
+    run["seconds"] = seconds + clients * gap
+    run["goodput_per_s"] = run["ok"] / run["seconds"]
+    return run
+
+
 def hey_with_cpu(
     server: int,
     workers: list[int],
@@ -173,7 +209,10 @@ def hey_with_cpu(
     worker: the kernel hands each new connection to one worker's socket by its address, so a
     few keep-alive clients can land unevenly, and this shows whether they did."""
     before = cpu_by_process(server)
-    run = hey(url, wav, clients, seconds, per_client_rate)
+    if per_client_rate is None:
+        run = hey(url, wav, clients, seconds)
+    else:
+        run = paced_hey(url, wav, clients, seconds, per_client_rate)
     after = cpu_by_process(server)
     run["server_cpu_s"] = sum(after.values()) - sum(before.values())
     run["worker_cpu_s"] = [round(after.get(w, 0.0) - before.get(w, 0.0), 2) for w in workers]
@@ -234,8 +273,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             runs.append(run)
             print(json.dumps(run), flush=True)
         # Latency at half the in-process ceiling, from PACED_CLIENTS stations sending at an
-        # even share of that rate each: the kernel spreads connections over the workers by
-        # address: 4 clients landed 3 to 1 and 4 to 0 on 2 workers in the two runs that used 4.
+        # even share of that rate each, out of step with each other. 16, not 4: the kernel
+        # spreads connections over the workers by address, and 4 clients landed 3 to 1 and
+        # 4 to 0 on 2 workers in the two runs that used 4.
         paced = hey_with_cpu(
             server,
             workers,

@@ -96,7 +96,8 @@ def create_app(settings: Settings, *, sync_factory: SyncFactory | None = None) -
         loader = asyncio.create_task(_keep_models_fresh(runtime))
         # Reloads asked of other workers of the same server (service/worker_sync.py).
         follower = asyncio.create_task(runtime.worker_sync.run())
-        tasks = [loader, follower]
+        balance = asyncio.create_task(runtime.connections.run())
+        tasks = [loader, follower, balance]
         if settings.memory_trim_seconds > 0:
             tasks.append(asyncio.create_task(trim_periodically(settings.memory_trim_seconds)))
         try:
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, sync_factory: SyncFactory | None = None) -
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             runtime.worker_sync.close()
+            runtime.connections.close()
             # Work already accepted finishes before the threads stop.
             await asyncio.to_thread(runtime.pool.shutdown)
             # After the pool: the events of the last requests are written too.

@@ -16,6 +16,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.connection_balance import ConnectionBalance
+
 logger = logging.getLogger(__name__)
 
 # File descriptors kept free of connections: model files, metrics files, logs, the event loop.
@@ -67,21 +69,44 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         # When the request now arriving began to be awaited; None while one is being answered.
         self.arriving_since: float | None = None
+        # Counted until it closes or becomes a WebSocket stream.
+        self._balance: ConnectionBalance | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_request()
+        balance = getattr(self.app_state.get("runtime"), "connections", None)
+        if isinstance(balance, ConnectionBalance):
+            self._balance = balance
+            balance.opened()
         if len(self.connections) > self._max_connections:
             self._shed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         self.arriving_since = None
+        self._stop_counting()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_counting()
+        super().handle_websocket_upgrade()
+
+    def _stop_counting(self) -> None:
+        if self._balance is not None:
+            self._balance.closed()
+            self._balance = None
 
     def on_headers_complete(self) -> None:
         self._stop_header_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle  # a new one unless the request is a WebSocket upgrade
+        if cycle is None or cycle is previous or not cycle.keep_alive or self._balance is None:
+            return
+        if self._balance.should_close():
+            # uvicorn then answers with `Connection: close` and closes once the answer is sent.
+            cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self.arriving_since = None

@@ -90,6 +90,12 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.connections_rebalanced = Counter(
+            "auscult_http_connections_rebalanced",
+            "HTTP connections closed after an answer (Connection: close) because their worker "
+            "held more than its share of the server's connections.",
+            registry=registry,
+        )
         self.websocket_connections = Gauge(
             "auscult_websocket_connections",
             "Open WebSocket streams.",

@@ -5,6 +5,7 @@ temporary folder removed when the server stops."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,3 +33,21 @@ def shared_run_folder(env_name: str, prefix: str, stale: str) -> Iterator[str]:
     finally:
         del os.environ[env_name]
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target then rename, so a reader sees the old or the new text."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

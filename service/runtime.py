@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from service.concurrency import BoundedPool
 from service.config import Settings
+from service.connection_balance import ConnectionBalance
 from service.events.store import EventStore
 from service.metrics import Metrics
 from service.registry import ModelRegistry
@@ -57,6 +58,8 @@ class Runtime:
     # Stream frames are scored here, in batches across streams, never in the request pool.
     stream_batcher: StreamBatcher
     worker_sync: ReloadSync
+    # This worker's HTTP connections against the other workers' (service/http_protocol.py).
+    connections: ConnectionBalance
     # None when AUSCULT_EVENTS_ENABLED is off.
     events: EventStore | None = None
     # Set on SIGTERM (see service/server.py): /readyz answers 503 while requests still work.
@@ -82,6 +85,11 @@ class Runtime:
             )
             if sync_factory is None
             else sync_factory(registry, metrics),
+            connections=ConnectionBalance(
+                settings.worker_sync_dir if sync_factory is None else None,
+                poll_seconds=settings.worker_sync_poll_seconds,
+                metrics=metrics,
+            ),
             events=EventStore.open(settings, metrics) if settings.events_enabled else None,
         )
 

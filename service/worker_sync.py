@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from service.metrics import multiprocess_dir
-from service.run_folders import shared_run_folder
+from service.run_folders import alive, shared_run_folder, write_atomically
 
 if TYPE_CHECKING:  # `auscult serve` imports this module before any worker loads ONNX Runtime
     from service.registry import ModelRegistry, RefreshReport
@@ -69,23 +69,6 @@ def _read_generation(folder: Path) -> int:
         return int((folder / _GENERATION_FILE).read_text(encoding="ascii"))
     except (OSError, ValueError):
         return 0  # no reload asked yet, or the file was lost: the next one starts above it
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write beside the target then rename, so a reader sees the old or the new text."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _forget_dead_worker_gauges(pid: int) -> None:
@@ -203,7 +186,7 @@ class WorkerSync:
         with (folder / _LOCK_FILE).open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             generation = max(_read_generation(folder) + 1, time.time_ns())
-            _write_atomically(folder / _GENERATION_FILE, str(generation))
+            write_atomically(folder / _GENERATION_FILE, str(generation))
         return generation
 
     def _publish_if_changed(self) -> None:
@@ -217,7 +200,7 @@ class WorkerSync:
         status = self.status()
         self._status_file.parent.mkdir(parents=True, exist_ok=True)
         record = {"pid": status.pid, "generation": status.generation, "models": status.models}
-        _write_atomically(self._status_file, json.dumps(record))
+        write_atomically(self._status_file, json.dumps(record))
         self._published = status
 
     def _prune_dead_workers(self, folder: Path) -> list[WorkerStatus]:
@@ -229,7 +212,7 @@ class WorkerSync:
                 status = WorkerStatus(int(record["pid"]), record["generation"], record["models"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # removed meanwhile, or not a status file
-            if _alive(status.pid):
+            if alive(status.pid):
                 workers.append(status)
             else:
                 path.unlink(missing_ok=True)
