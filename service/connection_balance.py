@@ -26,6 +26,10 @@ from service.run_folders import alive, write_atomically
 logger = logging.getLogger(__name__)
 
 CONNECTIONS_DIR = "connections"
+# A count not rewritten for this many polls is not counted: its worker is stuck, or it is an
+# earlier server's file under a process id that a live process has taken since (a given
+# worker folder keeps them). Counted, it would never be fresh and stop the balancing.
+STALE_AFTER_POLLS = 8
 
 
 class ConnectionBalance:
@@ -79,7 +83,11 @@ class ConnectionBalance:
                 # In a thread, as WorkerSync's poll: file calls on the event loop wait for a
                 # busy scoring thread to hand the GIL back.
                 others, fresh = await asyncio.to_thread(
-                    self._exchange, self._file, self.open, self._last_close
+                    self._exchange,
+                    self._file,
+                    self.open,
+                    self._last_close,
+                    time.time() - STALE_AFTER_POLLS * self._poll_seconds,
                 )
                 self._others = others
                 # Until the others' counts show where the last closed connections went, a
@@ -90,9 +98,11 @@ class ConnectionBalance:
             await asyncio.sleep(self._poll_seconds)
 
     @staticmethod
-    def _exchange(own: Path, count: int, since: float) -> tuple[list[int], bool]:
-        """Publish `count`; the other live workers' counts, and whether every one of them
-        published after `since` (wall clock)."""
+    def _exchange(
+        own: Path, count: int, since: float, stale_before: float
+    ) -> tuple[list[int], bool]:
+        """Publish `count`; the counts of the other live workers that published after
+        `stale_before`, and whether every one of them published after `since` (wall clock)."""
         own.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(own, str(count))
         others, fresh = [], True
@@ -105,6 +115,8 @@ class ConnectionBalance:
                 written = path.stat().st_mtime
             except (OSError, ValueError):
                 continue  # removed meanwhile, or not a count
+            if written < stale_before:
+                continue
             if alive(pid):
                 others.append(published)
                 fresh = fresh and written > since

@@ -98,6 +98,22 @@ def test_a_dead_workers_count_is_ignored_and_removed(tmp_path: Path) -> None:
     assert _closes(balance, 10) == 0
 
 
+def test_a_count_left_unwritten_for_long_is_not_counted(tmp_path: Path) -> None:
+    """A count file of a live process id that nobody rewrites (an earlier server's, under a
+    reused id) neither lowers this worker's share nor blocks its closes."""
+    old = tmp_path / CONNECTIONS_DIR / f"{os.getpid()}-earlier"
+    old.parent.mkdir()
+    old.write_text("0")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    busy, idle = _balance(tmp_path, 5), _balance(tmp_path, 1)
+    asyncio.run(_exchanged(busy, idle))
+    assert busy.share == 3
+    assert _closes(busy, 10) == 2
+    asyncio.run(_exchanged(busy, idle))
+    assert _closes(busy, 10) == 2
+
+
 def test_without_a_folder_nothing_is_closed_and_close_removes_the_count(
     tmp_path: Path,
 ) -> None:
@@ -137,14 +153,14 @@ def _connection_closes(url: str, connections: int, seconds: float) -> tuple[int,
 
 
 def _served_beside_a_peer(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A models folder for one worker, and the count file of a second worker that the test
-    plays, published under the test's own (live) process id with 0 connections; the file, and
-    the environment that makes the worker share its folder."""
+    """A models folder for one worker, and where a second worker that the test plays
+    publishes its count, under the test's own (live) process id; the file, and the environment
+    that makes the worker share its folder. A count is only counted for 8 polls (2 s) after it
+    was written: the test writes it again before each phase."""
     small_audio_bundle(tmp_path / "models" / "fan", name="fan")
     shared = tmp_path / "workers"
     peer = shared / CONNECTIONS_DIR / f"{os.getpid()}-test"
     peer.parent.mkdir(parents=True)
-    peer.write_text("0")
     return peer, {"AUSCULT_RELOAD_POLL_SECONDS": "0", "AUSCULT_WORKER_SYNC_DIR": str(shared)}
 
 
@@ -154,6 +170,7 @@ def test_a_real_worker_above_its_share_answers_connection_close(tmp_path: Path) 
     against 4, none."""
     peer, env = _served_beside_a_peer(tmp_path)
     with serve_process(tmp_path / "models", tmp_path / "serve.log", env=env) as served:
+        peer.write_text("0")
         closes, answers = _connection_closes(served.url, 4, 1.5)
         # The closed connections come back to the one worker: still 4 against 0, but no
         # more closes on the other's count from before them (6 exchanges in 1.5 s).
@@ -171,7 +188,7 @@ def test_a_real_worker_above_its_share_answers_connection_close(tmp_path: Path) 
 def test_streams_are_not_counted_as_http_connections(tmp_path: Path) -> None:
     """A connection that became a WebSocket stream leaves the count: after 3 streams, one
     keep-alive client against another worker's 0 is at its share (1 of 1) and kept."""
-    _, env = _served_beside_a_peer(tmp_path)
+    peer, env = _served_beside_a_peer(tmp_path)
 
     async def streams(url: str) -> None:
         url = url.replace("http://", "ws://") + "/v1/models/fan/stream"
@@ -183,5 +200,6 @@ def test_streams_are_not_counted_as_http_connections(tmp_path: Path) -> None:
     with serve_process(tmp_path / "models", tmp_path / "serve.log", env=env) as served:
         asyncio.run(streams(served.url))
         time.sleep(0.5)
+        peer.write_text("0")
         closes, answers = _connection_closes(served.url, 1, 1.5)
     assert closes == 0, (closes, answers)
