@@ -139,15 +139,15 @@ def _hey_command(
 
 
 def _summary(
-    rows: list[dict[str, str]], clients: int, seconds: float, per_client_rate: float | None
+    rows: list[dict[str, str]], clients: int, span: float, per_client_rate: float | None
 ) -> dict[str, Any]:
-    """Every response's time and status from hey's CSV rows, summarised. hey leaves requests
-    that failed without an answer (reset, timeout) out of its CSV; their count is in its
-    summary, which CSV mode does not print, so `answered` is what the figures cover."""
+    """Every response's time and status from hey's CSV rows, summarised over `span` seconds.
+    hey leaves requests that failed without an answer (reset, timeout) out of its CSV; their
+    count is in its summary, which CSV mode does not print, so `answered` is what the figures
+    cover."""
     ok = [float(r["response-time"]) for r in rows if r["status-code"] == "200"]
     refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
     others = sorted({r["status-code"] for r in rows} - {"200", "503"})
-    span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
     return {
         "clients": clients,
         "per_client_rate": per_client_rate,
@@ -168,7 +168,9 @@ def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
     """One `hey` run of `clients` closed-loop clients (each sends again once answered)."""
     command = _hey_command(url, wav, clients, seconds)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return _summary(list(csv.DictReader(io.StringIO(output))), clients, seconds, None)
+    rows = list(csv.DictReader(io.StringIO(output)))
+    span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
+    return _summary(rows, clients, span, None)
 
 
 def paced_hey(
@@ -189,11 +191,8 @@ def paced_hey(
         if station.returncode != 0:
             raise subprocess.CalledProcessError(station.returncode, command)
         rows.extend(csv.DictReader(io.StringIO(output)))
-    run = _summary(rows, clients, seconds, per_client_rate)
     # Each station's offsets start at its own start: the span is the run's length.
-    run["seconds"] = seconds + clients * gap
-    run["goodput_per_s"] = run["ok"] / run["seconds"]
-    return run
+    return _summary(rows, clients, seconds + clients * gap, per_client_rate)
 
 
 def hey_with_cpu(
