@@ -50,6 +50,14 @@ DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "sh
 BUNDLE = PROJECT_ROOT / "models" / "uav-propeller"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "capacity_http.json"
 PACED_CLIENTS = 16
+# From this many clients on, PROBE_CLIENTS probe stations send beside them, each at most
+# PROBE_RATE requests a second, every one on a new connection (`hey -disable-keepalive`): a
+# client that reconnects, as one that waits out Retry-After would, is never held by the server,
+# so the probes' refusals time the refusal itself, where the closed-loop clients' include the
+# wait the server makes a client keep that sends again at once.
+PROBE_FROM_CLIENTS = 64
+PROBE_CLIENTS = 4
+PROBE_RATE = 10.0
 
 
 def _alarm_clip(data_dir: Path) -> Path:
@@ -129,12 +137,20 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def _hey_command(
-    url: str, wav: Path, clients: int, seconds: float, per_client_rate: float | None = None
+    url: str,
+    wav: Path,
+    clients: int,
+    seconds: float,
+    per_client_rate: float | None = None,
+    *,
+    keepalive: bool = True,
 ) -> list[str]:
     command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
                "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
     if per_client_rate is not None:
         command[1:1] = ["-q", f"{per_client_rate:g}"]
+    if not keepalive:
+        command[1:1] = ["-disable-keepalive"]
     return command
 
 
@@ -195,6 +211,20 @@ def paced_hey(
     return _summary(rows, clients, seconds + clients * gap, per_client_rate)
 
 
+def _probe_summary(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """The probe stations' answers: how many, and the time of their refusals."""
+    refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
+    return {
+        "clients": PROBE_CLIENTS,
+        "rate_per_s": PROBE_RATE,
+        "answered": len(rows),
+        "ok": sum(r["status-code"] == "200" for r in rows),
+        "refused": len(refused),
+        "refused_p50_ms": 1e3 * p if (p := _percentile(refused, 0.50)) is not None else None,
+        "refused_p99_ms": 1e3 * p if (p := _percentile(refused, 0.99)) is not None else None,
+    }
+
+
 def hey_with_cpu(
     server: int,
     workers: list[int],
@@ -206,13 +236,24 @@ def hey_with_cpu(
 ) -> dict[str, Any]:
     """A `hey` run, with the CPU seconds the server's processes spent meanwhile, in all and by
     worker: the kernel hands each new connection to one worker's socket by its address, so a
-    few keep-alive clients can land unevenly, and this shows whether they did."""
+    few keep-alive clients can land unevenly, and this shows whether they did. Closed-loop runs
+    of PROBE_FROM_CLIENTS clients or more have the probe station beside them (`probe`; its
+    answers are not in the run's own figures)."""
+    probe = None
+    if per_client_rate is None and clients >= PROBE_FROM_CLIENTS:
+        command = _hey_command(url, wav, PROBE_CLIENTS, seconds, PROBE_RATE, keepalive=False)
+        probe = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     before = cpu_by_process(server)
     if per_client_rate is None:
         run = hey(url, wav, clients, seconds)
     else:
         run = paced_hey(url, wav, clients, seconds, per_client_rate)
     after = cpu_by_process(server)
+    if probe is not None:
+        output, _ = probe.communicate()
+        if probe.returncode != 0:
+            raise subprocess.CalledProcessError(probe.returncode, probe.args)
+        run["probe"] = _probe_summary(list(csv.DictReader(io.StringIO(output))))
     run["server_cpu_s"] = sum(after.values()) - sum(before.values())
     run["worker_cpu_s"] = [round(after.get(w, 0.0) - before.get(w, 0.0), 2) for w in workers]
     return run
@@ -267,7 +308,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             run = hey_with_cpu(server, workers, score, clip, clients, args.seconds)
             # The server's CPU per answer: with nearly every answer a refusal, what a
             # refusal costs, against a scored clip's cost at low concurrency.
-            run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(run["answered"], 1)
+            answered = run["answered"] + run.get("probe", {}).get("answered", 0)
+            run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(answered, 1)
             run["load_after"] = _load()
             runs.append(run)
             print(json.dumps(run), flush=True)

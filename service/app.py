@@ -38,6 +38,7 @@ from service.api.schemas import ErrorResponse
 from service.concurrency import PoolFullError
 from service.config import Settings
 from service.draining import DrainOnSignal
+from service.http_protocol import hold_connection
 from service.memory import return_freed_memory, trim_periodically
 from service.metrics import Metrics
 from service.runtime import Runtime, SyncFactory
@@ -163,10 +164,10 @@ def create_app(settings: Settings, *, sync_factory: SyncFactory | None = None) -
     async def pool_full(request: Request, exc: PoolFullError) -> JSONResponse:
         app_metrics.pool_rejections.inc()
         runtime: Runtime = request.state.runtime
+        retry_after = runtime.pool.retry_after()
+        hold_connection(request.scope, retry_after)
         return JSONResponse(
-            {"detail": str(exc)},
-            status_code=503,
-            headers={"Retry-After": str(runtime.pool.retry_after())},
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(retry_after)}
         )
 
     return app

@@ -12,6 +12,7 @@ from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.middleware_answers import send_error
+from service.http_protocol import hold_connection
 from service.runtime import Runtime
 
 # A refused body up to this size is left for uvicorn to discard as it arrives, keeping the
@@ -81,8 +82,11 @@ class AdmissionMiddleware:
 async def _refuse(
     detail: str, retry_after: int, scope: Scope, receive: Receive, send: Send
 ) -> None:
+    """The 503; a connection that stays open is not read again before `retry_after`."""
     headers = {"Retry-After": str(retry_after)}
-    if not _body_discarded(scope):
+    if _body_discarded(scope):
+        hold_connection(scope, retry_after)
+    else:
         headers["Connection"] = "close"
     await send_error(scope, receive, send, 503, detail, headers)
 

@@ -1,11 +1,13 @@
 """Admission control on a real server: while the expected wait for a scoring thread is over
 AUSCULT_MAX_QUEUE_WAIT_SECONDS, a scoring request is refused from its head (503, Retry-After)
-before its body is sent; the connection stays open unless the body will never come."""
+before its body is sent; the connection stays open unless the body will never come, and is not
+read again until its Retry-After has passed."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from tests.service.slow_clients import SCORE, read_until_closed
 
 # Generous bounds on waiting for an answer that must come, not measurements.
 ANSWER_S = 30.0
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
 
 
 def _head(length: int, *, expect_continue: bool = False) -> bytes:
@@ -76,19 +79,28 @@ def _rejections(live: LiveServer) -> float:
     raise AssertionError("no auscult_pool_rejections_total")
 
 
-@pytest.fixture
-def strict_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """One scoring thread and no wait allowed: any work ahead of a request refuses it."""
+@contextmanager
+def _strict(tmp_path: Path, **settings: float) -> Iterator[LiveServer]:
     small_audio_bundle(tmp_path / "fan", name="fan")
-    settings = Settings(
-        models_dir=tmp_path, reload_poll_seconds=0, worker_threads=1, max_queue_wait_seconds=0
+    configured = Settings(
+        models_dir=tmp_path,
+        reload_poll_seconds=0,
+        worker_threads=1,
+        **{"max_queue_wait_seconds": 0.0, **settings},  # type: ignore[arg-type]
     )
-    with running_server(settings) as live:
+    with running_server(configured) as live:
         # One clip scored: the pool knows how long a job takes (before that it admits all).
         warm = httpx.post(
             live.url + SCORE, content=clip(2.0), headers={"Content-Type": "audio/wav"}
         )
         assert warm.status_code == 200, warm.text
+        yield live
+
+
+@pytest.fixture
+def strict_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """One scoring thread and no wait allowed: any work ahead of a request refuses it."""
+    with _strict(tmp_path) as live:
         yield live
 
 
@@ -113,7 +125,7 @@ def test_a_request_behind_work_over_the_bound_is_refused_before_its_body_is_sent
             assert refused in httpx.get(strict_server.url + "/metrics").text
             # The connection stays open: the body sent now is dropped, the next request served.
             assert "connection" not in headers
-            probe.sendall(body + b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            probe.sendall(body + HEALTHZ)
             assert _read_response(probe)[0] == "HTTP/1.1 200 OK"
         finally:
             probe.close()
@@ -153,7 +165,7 @@ def test_a_refused_body_sent_at_once_is_dropped_and_the_connection_kept(
             status, headers, _ = _read_response(client)
             assert status == "HTTP/1.1 503 Service Unavailable"
             assert "connection" not in headers
-            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            client.sendall(HEALTHZ)
             assert _read_response(client)[0] == "HTTP/1.1 200 OK"
         finally:
             client.close()
@@ -192,3 +204,77 @@ def test_a_clip_being_scored_refuses_the_next_one_from_its_head(strict_server: L
         assert scoring.result().status_code == 200
     assert status == "HTTP/1.1 503 Service Unavailable"
     assert int(headers["retry-after"]) >= 1
+
+
+def _held_and_others_served(held: socket.socket, live: LiveServer) -> float:
+    """Sends /healthz on a connection that was just refused, then on a new one; the seconds
+    the held one took to answer, after asserting that the new one was answered first."""
+    started = time.monotonic()
+    held.sendall(HEALTHZ)
+    with socket.create_connection((live.host, live.port)) as other:
+        other.sendall(HEALTHZ)
+        assert _read_response(other)[0] == "HTTP/1.1 200 OK"
+        other_done = time.monotonic()
+    assert _read_response(held)[0] == "HTTP/1.1 200 OK"
+    held_done = time.monotonic()
+    assert other_done < held_done
+    return held_done - started
+
+
+def test_a_refused_client_that_sends_again_at_once_is_read_after_its_retry_after(
+    strict_server: LiveServer,
+) -> None:
+    body = clip(2.0, seed=7)
+    with _admitted_and_reading(strict_server, len(body)) as ahead:
+        with socket.create_connection((strict_server.host, strict_server.port)) as client:
+            client.sendall(_head(len(body)) + body)
+            status, headers, _ = _read_response(client)
+            assert status == "HTTP/1.1 503 Service Unavailable"
+            assert headers["retry-after"] == "1"
+            # Its next request waits out the Retry-After; other connections are served.
+            assert _held_and_others_served(client, strict_server) >= 0.9
+            # Held once: the request after that is answered as usual.
+            client.sendall(HEALTHZ)
+            assert _read_response(client)[0] == "HTTP/1.1 200 OK"
+        ahead.sendall(body)
+        assert _read_response(ahead)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_held_connection_is_not_closed_for_a_late_request_head(tmp_path: Path) -> None:
+    # A head deadline shorter than the hold: the head the client sent during the hold counts
+    # as arriving when the hold ends, so the connection is not closed as a slow client.
+    with _strict(tmp_path, header_timeout_seconds=0.3) as live:
+        body = clip(2.0, seed=8)
+        with _admitted_and_reading(live, len(body)) as ahead:
+            with socket.create_connection((live.host, live.port)) as client:
+                client.sendall(_head(len(body)) + body)
+                assert _read_response(client)[0] == "HTTP/1.1 503 Service Unavailable"
+                assert _held_and_others_served(client, live) >= 0.9
+            ahead.sendall(body)
+            assert _read_response(ahead)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_request_refused_by_a_full_pool_holds_its_connection_too(tmp_path: Path) -> None:
+    # Admission lets everything in (no bound on the wait); the pool has one thread, no queue.
+    with _strict(tmp_path, max_queue_wait_seconds=3600, pool_queue_limit=0) as live:
+        long_clip = clip(600.0, seed=9)
+        body = clip(2.0, seed=10)
+        decoded = _decoded(live)
+        with ThreadPoolExecutor(1) as background:
+            scoring = background.submit(
+                httpx.post,
+                live.url + SCORE,
+                content=long_clip,
+                headers={"Content-Type": "audio/wav"},
+                timeout=ANSWER_S,
+            )
+            while _decoded(live) == decoded:  # the long clip holds the only thread
+                assert not scoring.done(), scoring.result().text
+            with socket.create_connection((live.host, live.port)) as client:
+                client.sendall(_head(len(body)) + body)
+                status, headers, detail = _read_response(client)
+                assert status == "HTTP/1.1 503 Service Unavailable", detail
+                assert "scoring slots are busy" in json.loads(detail)["detail"]
+                retry_after = int(headers["retry-after"])
+                assert _held_and_others_served(client, live) >= 0.9 * retry_after
+            assert scoring.result().status_code == 200
