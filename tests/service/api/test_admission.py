@@ -9,7 +9,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -180,23 +180,28 @@ def _decoded(live: LiveServer) -> float:
     return 0.0
 
 
-def test_a_clip_being_scored_refuses_the_next_one_from_its_head(strict_server: LiveServer) -> None:
-    # A long clip holds the only thread for a while once its body is in and decoded.
-    long_clip = clip(600.0, seed=5)
-    decoded = _decoded(strict_server)
+@contextmanager
+def _long_clip_being_scored(live: LiveServer, seed: int) -> Iterator[Future[httpx.Response]]:
+    """A 600 s clip holding the only scoring thread for a while: yields once it is decoded,
+    when its whole body was read, so only the job in the pool is ahead of the next request."""
+    decoded = _decoded(live)
     with ThreadPoolExecutor(1) as background:
         scoring = background.submit(
             httpx.post,
-            strict_server.url + SCORE,
-            content=long_clip,
+            live.url + SCORE,
+            content=clip(600.0, seed=seed),
             headers={"Content-Type": "audio/wav"},
             timeout=ANSWER_S,
         )
-        # Decoded: its whole body was read, so only the job in the pool is ahead now.
-        while _decoded(strict_server) == decoded:
+        while _decoded(live) == decoded:
             assert not scoring.done(), scoring.result().text
+        yield scoring
+
+
+def test_a_clip_being_scored_refuses_the_next_one_from_its_head(strict_server: LiveServer) -> None:
+    with _long_clip_being_scored(strict_server, seed=5) as scoring:
         probe = socket.create_connection((strict_server.host, strict_server.port))
-        probe.sendall(_head(len(long_clip)))
+        probe.sendall(_head(len(clip(2.0, seed=5))))
         try:
             status, headers, _ = _read_response(probe)
         finally:
@@ -257,19 +262,8 @@ def test_a_held_connection_is_not_closed_for_a_late_request_head(tmp_path: Path)
 def test_a_request_refused_by_a_full_pool_holds_its_connection_too(tmp_path: Path) -> None:
     # Admission lets everything in (no bound on the wait); the pool has one thread, no queue.
     with _strict(tmp_path, max_queue_wait_seconds=3600, pool_queue_limit=0) as live:
-        long_clip = clip(600.0, seed=9)
         body = clip(2.0, seed=10)
-        decoded = _decoded(live)
-        with ThreadPoolExecutor(1) as background:
-            scoring = background.submit(
-                httpx.post,
-                live.url + SCORE,
-                content=long_clip,
-                headers={"Content-Type": "audio/wav"},
-                timeout=ANSWER_S,
-            )
-            while _decoded(live) == decoded:  # the long clip holds the only thread
-                assert not scoring.done(), scoring.result().text
+        with _long_clip_being_scored(live, seed=9) as scoring:
             with socket.create_connection((live.host, live.port)) as client:
                 client.sendall(_head(len(body)) + body)
                 status, headers, detail = _read_response(client)
