@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,14 +81,11 @@ def _rejections(live: LiveServer) -> float:
 
 
 @contextmanager
-def _strict(tmp_path: Path, **settings: float) -> Iterator[LiveServer]:
+def _strict(tmp_path: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """A one-thread server that allows no wait unless `overrides` says otherwise."""
     small_audio_bundle(tmp_path / "fan", name="fan")
-    configured = Settings(
-        models_dir=tmp_path,
-        reload_poll_seconds=0,
-        worker_threads=1,
-        **{"max_queue_wait_seconds": 0.0, **settings},  # type: ignore[arg-type]
-    )
+    chosen: dict[str, Any] = {"max_queue_wait_seconds": 0.0, **overrides}
+    configured = Settings(models_dir=tmp_path, reload_poll_seconds=0, worker_threads=1, **chosen)
     with running_server(configured) as live:
         # One clip scored: the pool knows how long a job takes (before that it admits all).
         warm = httpx.post(
