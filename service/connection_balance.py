@@ -15,13 +15,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import secrets
 import time
 from pathlib import Path
 
 from service.metrics import Metrics
-from service.run_folders import alive, write_atomically
+from service.run_folders import alive, worker_file, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +39,7 @@ class ConnectionBalance:
     def __init__(self, folder: Path | None, *, poll_seconds: float, metrics: Metrics) -> None:
         self._poll_seconds = poll_seconds
         self._metrics = metrics
-        # Several apps may share a process in tests: the token keeps their files apart.
-        self._file = (
-            folder / CONNECTIONS_DIR / f"{os.getpid()}-{secrets.token_hex(4)}"
-            if folder is not None
-            else None
-        )
+        self._file = worker_file(folder, CONNECTIONS_DIR) if folder is not None else None
         self.open = 0  # this worker's HTTP connections; changed on the event loop only
         self._others: list[int] = []  # the other live workers' counts at the last exchange
         self._closable = 0  # closes left until the next exchange

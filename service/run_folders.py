@@ -35,6 +35,13 @@ def shared_run_folder(env_name: str, prefix: str, stale: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def worker_file(folder: Path, subdir: str, suffix: str = "") -> Path:
+    """This worker's own file in `subdir` of the workers' shared folder, named by its process id
+    then a token: several apps may share a process in tests, and the token keeps their files
+    apart."""
+    return folder / subdir / f"{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write beside the target then rename, so a reader sees the old or the new text."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

@@ -10,7 +10,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from service.metrics import multiprocess_dir
-from service.run_folders import alive, shared_run_folder, write_atomically
+from service.run_folders import alive, shared_run_folder, worker_file, write_atomically
 
 if TYPE_CHECKING:  # `auscult serve` imports this module before any worker loads ONNX Runtime
     from service.registry import ModelRegistry, RefreshReport
@@ -98,11 +97,8 @@ class WorkerSync:
         self._folder = folder
         self._poll_seconds = poll_seconds
         self._wait_seconds = wait_seconds
-        # Several apps may share a process in tests: the token keeps their files apart.
         self._status_file = (
-            folder / _WORKERS_DIR / f"{os.getpid()}-{secrets.token_hex(4)}.json"
-            if folder is not None
-            else None
+            worker_file(folder, _WORKERS_DIR, ".json") if folder is not None else None
         )
         self._acted_on: int | None = None
         self._published: WorkerStatus | None = None
