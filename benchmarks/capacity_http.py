@@ -222,18 +222,14 @@ def _probe(url: str, wav: Path, seconds: float) -> dict[str, Any]:
     time.sleep(PROBE_DELAY_S)
     command = _hey_command(url, wav, PROBE_CLIENTS, seconds, PROBE_RATE, keepalive=False)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rows = list(csv.DictReader(io.StringIO(output)))
-    refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
+    summary = _summary(list(csv.DictReader(io.StringIO(output))), PROBE_CLIENTS, seconds, None)
+    counts = ("answered", "ok", "refused", "refused_p50_ms", "refused_p99_ms")
     return {
         "clients": PROBE_CLIENTS,
         "rate_per_s": PROBE_RATE,
         "from_s": PROBE_DELAY_S,
         "seconds": seconds,
-        "answered": len(rows),
-        "ok": sum(r["status-code"] == "200" for r in rows),
-        "refused": len(refused),
-        "refused_p50_ms": 1e3 * p if (p := _percentile(refused, 0.50)) is not None else None,
-        "refused_p99_ms": 1e3 * p if (p := _percentile(refused, 0.99)) is not None else None,
+        **{key: summary[key] for key in counts},
     }
 
 
