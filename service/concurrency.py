@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from service.thread_priority import lowered_threads
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -25,7 +27,8 @@ class PoolFullError(RuntimeError):
 
 
 class BoundedPool:
-    """`threads` workers and at most `queue_limit` jobs waiting for one; more are refused."""
+    """`threads` workers and at most `queue_limit` jobs waiting for one; more are refused. The
+    workers run `nice` below the priority of the thread that starts them (thread_priority.py)."""
 
     def __init__(
         self,
@@ -33,6 +36,7 @@ class BoundedPool:
         queue_limit: int,
         *,
         name: str = "auscult-score",
+        nice: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if threads < 1:
@@ -41,7 +45,9 @@ class BoundedPool:
             raise ValueError(f"queue_limit must not be negative, got {queue_limit}")
         self.threads = threads
         self.capacity = threads + queue_limit
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=name, initializer=lowered_threads(nice)
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._in_flight = 0

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         description="threads that decode, extract features and run models, per process; "
         "`auscult serve` gives each worker its share of the usable CPUs when this is unset",
     )
+    worker_threads_nice: Annotated[int, Field(ge=0, le=19)] = Field(
+        default=10,
+        description="how much lower the CPU priority of the threads that decode, score and "
+        "write evidence (worker, stream batch, MQTT and event writer threads) is than the "
+        "event loop's, as a nice increment (Linux): under a scoring overload the loop still "
+        "refuses requests and answers health checks at once. 0 keeps them at its priority",
+    )
     pool_queue_limit: Annotated[int, Field(ge=0)] = Field(
         default=256,
         description="most jobs that may wait for a worker thread, whatever their expected wait: "

@@ -74,9 +74,15 @@ class Runtime:
             settings=settings,
             metrics=metrics,
             registry=registry,
-            pool=BoundedPool(settings.worker_threads, settings.pool_queue_limit),
+            pool=BoundedPool(
+                settings.worker_threads,
+                settings.pool_queue_limit,
+                nice=settings.worker_threads_nice,
+            ),
             streams=StreamSlots(settings.ws_max_connections, metrics),
-            stream_batcher=StreamBatcher(settings.worker_threads, metrics=metrics),
+            stream_batcher=StreamBatcher(
+                settings.worker_threads, nice=settings.worker_threads_nice, metrics=metrics
+            ),
             worker_sync=WorkerSync(
                 registry,
                 settings.worker_sync_dir,

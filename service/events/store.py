@@ -35,6 +35,7 @@ class EventStore:
             normal_audio_fraction=settings.event_normal_audio_fraction,
             quota_bytes=settings.evidence_quota_bytes,
             metrics=metrics,
+            nice=settings.worker_threads_nice,
         )
         self.refresh_alarm_metrics()
         self._stop = threading.Event()

@@ -19,6 +19,7 @@ from service.events.evidence import Eviction, enforce_quota, write_evidence
 from service.events.records import NewEvent
 from service.events.schema import EventRow
 from service.metrics import Metrics
+from service.thread_priority import lower_current_thread
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class EventWriter:
         normal_audio_fraction: float,
         quota_bytes: int,
         metrics: Metrics,
+        nice: int = 0,
     ) -> None:
         self._engine = engine
         self._evidence_dir = evidence_dir
@@ -54,6 +56,7 @@ class EventWriter:
         for reason in ("queue_full", "write_error"):
             # Touch the series at zero, so a rate() over them exists from the start.
             metrics.events_dropped.labels(reason)
+        self._nice = nice
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
 
@@ -88,6 +91,8 @@ class EventWriter:
         done.wait(timeout_s)
 
     def _run(self) -> None:
+        # Encoding an alarm storm's evidence must not take the CPU from the event loop either.
+        lower_current_thread(self._nice)
         while True:
             batch = self._next_batch()
             events = [item for item in batch if isinstance(item, NewEvent)]

@@ -28,6 +28,7 @@ from service.mqtt.streams import AudioBridgeStream, Outcome, SensorBridgeStream,
 from service.mqtt.topics import ResultKind, StreamKey, TopicError, TopicLayout
 from service.registry import ModelRegistry
 from service.scoring.decision import NonFiniteError
+from service.thread_priority import lowered_threads
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class MqttBridge:
         self._metrics = metrics
         self._layout = TopicLayout(mqtt.input_prefix, mqtt.output_prefix, mqtt.audio_sample_rate)
         self._executor = ThreadPoolExecutor(
-            max_workers=settings.worker_threads, thread_name_prefix="auscult-mqtt"
+            max_workers=settings.worker_threads,
+            thread_name_prefix="auscult-mqtt",
+            initializer=lowered_threads(settings.worker_threads_nice),
         )
         self._backlog = Backlog(mqtt.backlog, metrics)
         self._streams: dict[StreamKey, _StreamTask] = {}

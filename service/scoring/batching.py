@@ -28,6 +28,7 @@ import numpy as np
 from service.features.logmel import LogMelExtractor
 from service.metrics import Metrics
 from service.scoring.audio import AudioScorer
+from service.thread_priority import lowered_threads
 
 T = TypeVar("T")
 
@@ -87,6 +88,7 @@ class StreamBatcher:
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         max_jobs: int = DEFAULT_MAX_JOBS,
         name: str = "auscult-stream",
+        nice: int = 0,
         metrics: Metrics | None = None,
     ) -> None:
         if threads < 1:
@@ -97,7 +99,9 @@ class StreamBatcher:
         self.max_wait_s = max_wait_s
         self.max_jobs = max_jobs
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=name, initializer=lowered_threads(nice)
+        )
         self._pending: list[_Job] = []
         self._running = 0  # batches in the threads
         self._timer: asyncio.TimerHandle | None = None

@@ -4,6 +4,7 @@ events and counts them, and what was queued is written once the database frees u
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from service.config import Settings
@@ -12,6 +13,7 @@ from service.events.store import EventStore
 from service.events.writer import BATCH_SIZE
 from service.metrics import Metrics
 from tests.service.events.made import an_event
+from tests.service.priorities import linux_only, lowered, priority_of
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
@@ -37,5 +39,20 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
         store.writer.flush()
         written = list_events(store.engine, EventFilter(), limit=MAX_PAGE).events
         assert len(written) == accepted.count(True)
+    finally:
+        store.close()
+
+
+@linux_only
+def test_the_writer_runs_nice_below_the_thread_that_opens_the_store(tmp_path: Path) -> None:
+    base = priority_of()
+    before = set(threading.enumerate())
+    settings = Settings(state_dir=tmp_path / "state", worker_threads_nice=7)
+    store = EventStore.open(settings, Metrics())
+    try:
+        store.submit(an_event(0.0))
+        store.writer.flush()  # the writer has run since it started
+        writers = [t for t in set(threading.enumerate()) - before if t.name == "event-writer"]
+        assert [priority_of(writer) for writer in writers] == [lowered(base, 7)]
     finally:
         store.close()

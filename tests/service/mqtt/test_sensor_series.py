@@ -5,6 +5,7 @@ server, also when the broker restarts mid-series."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.realdata import real_data
 from tests.server import LiveServer, running_server
 from tests.service.mqtt.broker import Mosquitto
 from tests.service.mqtt.clients import Collector, Device, RunningBridge, running_bridge
+from tests.service.priorities import linux_only, lowered, priority_of
 
 pytestmark = pytest.mark.real_data
 
@@ -208,3 +210,22 @@ def test_a_broker_restart_mid_series_loses_no_verdict(
     check_equal(published, expected)
     text = generate_latest(bridge.metrics.registry).decode()
     assert "auscult_mqtt_reconnects_total 1.0" in text
+
+
+@linux_only
+def test_the_bridge_scores_below_its_event_loop(
+    bridge: RunningBridge,
+    settings: Settings,
+    series: np.ndarray,
+    collector: Collector,
+    device: Device,
+) -> None:
+    for frame in json_frames(series[: 2 * FRAME_ROWS]):
+        device.publish(f"{IN}/press-2/sensor", frame)
+    device.publish(f"{IN}/press-2/sensor", json.dumps({"end": True}))
+    assert len(published_steps(collector, "press-2")["scores"]) == 2 * FRAME_ROWS
+    scoring = [t for t in threading.enumerate() if t.name.startswith("auscult-mqtt")]
+    assert scoring
+    # The bridge's loop thread was started by this one, at its priority.
+    expected = lowered(priority_of(), settings.worker_threads_nice)
+    assert {priority_of(thread) for thread in scoring} == {expected}

@@ -1,0 +1,164 @@
+"""What running the work threads below the event loop buys under overload: `auscult serve`
+with its defaults (worker threads and event writer 10 nice below the loop) against the same
+server with AUSCULT_WORKER_THREADS_NICE=0, alternated over several rounds so that the
+machine's drift falls on both alike. In each round and setting a fresh server takes N
+closed-loop `hey` clients posting a real 10 s clip (256 by default, past its capacity), and,
+from 2 s into that load, probe stations post the clip on fresh connections (their refusals time
+a refusal itself; see benchmarks/capacity_http.py) while two more fetch /healthz on fresh
+connections, 20 times a second each. Writes benchmarks/results/loop_priority[_alarm].json:
+every latency of every round, and their percentiles pooled by setting; docs/OPERATIONS.md
+("Cores, threads and admission") quotes it.
+
+    python -m benchmarks.loop_priority [--clip normal|alarm] [--rounds 4] [--clients 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.capacity_http import (
+    BUNDLE,
+    DEFAULT_DATA,
+    PROBE_CLIENTS,
+    PROBE_RATE,
+    _alarm_clip,
+    _hey_command,
+    _normal_clip,
+    _percentile,
+    hey,
+)
+from benchmarks.processes import serving, uptime, write_output
+from service.bundle.loader import load_bundle
+from service.config import Settings
+from service.scoring.audio import AudioScorer
+from service.scoring.detectors import AudioDetector, OperatingPointChoice
+
+RESULTS = Path(__file__).resolve().parent / "results" / "loop_priority.json"
+# The default, and the work threads at the loop's own priority; both set explicitly, so that an
+# AUSCULT_WORKER_THREADS_NICE in this process's environment changes neither.
+DEFAULT_NICE: int = Settings.model_fields["worker_threads_nice"].default
+SETTINGS = {f"{DEFAULT_NICE} (the default)": DEFAULT_NICE, "0": 0}
+PROBES_FROM_S = 2.0
+HEALTH_CLIENTS = 2
+HEALTH_RATE = 20.0
+
+
+def _rows(output: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(output)))
+
+
+def _times_ms(rows: list[dict[str, str]], status: str) -> list[float]:
+    return [round(1e3 * float(r["response-time"]), 2) for r in rows if r["status-code"] == status]
+
+
+def one_round(url: str, clip: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """The load, the probes and the health checks against one server."""
+    score = f"{url}/v1/models/{BUNDLE.name}/score"
+    hey(score, clip, 4, 2.0)  # warm every worker
+    load = subprocess.Popen(_hey_command(score, clip, clients, seconds), stdout=subprocess.PIPE)
+    time.sleep(PROBES_FROM_S)
+    span = seconds - PROBES_FROM_S - 1.0
+    probe_command = _hey_command(score, clip, PROBE_CLIENTS, span, PROBE_RATE, keepalive=False)
+    probes = subprocess.Popen(probe_command, stdout=subprocess.PIPE)
+    health = subprocess.run(
+        ["hey", "-z", f"{span:g}s", "-c", str(HEALTH_CLIENTS), "-q", f"{HEALTH_RATE:g}",
+         "-disable-keepalive", "-t", "30", "-o", "csv", f"{url}/healthz"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    probe_rows = _rows(probes.communicate()[0].decode())
+    load_rows = _rows(load.communicate()[0].decode())
+    return {
+        "goodput_per_s": sum(r["status-code"] == "200" for r in load_rows) / seconds,
+        "load_refused": sum(r["status-code"] == "503" for r in load_rows),
+        "probe_refusals_ms": _times_ms(probe_rows, "503"),
+        "probe_scored_ms": _times_ms(probe_rows, "200"),
+        "health_ms": _times_ms(_rows(health), "200"),
+        "health_answered": len(_rows(health)),
+    }
+
+
+def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    refusals = [t for r in rounds for t in r["probe_refusals_ms"]]
+    health = [t for r in rounds for t in r["health_ms"]]
+    return {
+        "goodput_per_s": [round(r["goodput_per_s"], 1) for r in rounds],
+        "goodput_mean_per_s": statistics.mean(r["goodput_per_s"] for r in rounds),
+        "probe_refusals": len(refusals),
+        "probe_refusal_ms": {f"p{q}": _percentile(refusals, q / 100) for q in (50, 90, 99)},
+        "health_checks": len(health),
+        "health_ms": {f"p{q}": _percentile(health, q / 100) for q in (50, 90, 99)},
+    }
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    if shutil.which("hey") is None:
+        raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
+    if args.clip == "normal":
+        detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
+        clip, source, _ = _normal_clip(args.data, work, detector)
+    else:
+        clip = _alarm_clip(args.data)
+        source = str(clip.relative_to(args.data))
+    models = work / "models"
+    shutil.copytree(BUNDLE, models / BUNDLE.name)
+    result: dict[str, Any] = {
+        "clip": source,
+        "clip_kind": args.clip,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "machine": f"{os.cpu_count()}-core {platform.machine()}, {platform.python_version()}",
+        "uptime_before": uptime(),
+        "rounds": [],
+    }
+    by_setting: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+    for number in range(args.rounds):
+        # Alternate which goes first, so that neither always meets the machine as it was.
+        order = list(SETTINGS) if number % 2 == 0 else list(reversed(SETTINGS))
+        for name in order:
+            env = {
+                "AUSCULT_RELOAD_POLL_SECONDS": "0",
+                "AUSCULT_WORKER_THREADS_NICE": str(SETTINGS[name]),
+            }
+            with serving(models, args.port, env) as url:
+                run = one_round(url, clip, args.clients, args.seconds)
+            run |= {"round": number, "worker_threads_nice": name, "load_after": os.getloadavg()[0]}
+            by_setting[name].append(run)
+            result["rounds"].append(run)
+            print(name, number, _pooled([run]), flush=True)
+    result["pooled"] = {name: _pooled(runs) for name, runs in by_setting.items()}
+    result["uptime_after"] = uptime()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--clip", choices=["normal", "alarm"], default="alarm")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of both settings")
+    parser.add_argument("--clients", type=int, default=256, help="closed-loop hey clients")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each load")
+    parser.add_argument("--port", type=int, default=18766)
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default: loop_priority[_alarm].json"
+    )
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args, Path(work))
+    default = RESULTS.with_name("loop_priority_alarm.json") if args.clip == "alarm" else RESULTS
+    write_output(args.output or default, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
