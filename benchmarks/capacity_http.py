@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -352,27 +353,41 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_clip_arguments(parser: argparse.ArgumentParser, default_clip: str, results: Path) -> None:
+    """--data, --clip and --output, as every benchmark posting one of these clips takes them."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
         "--clip",
         choices=["normal", "alarm"],
-        default="normal",
+        default=default_clip,
         help="a UAV flight judged normal, or a DCASE clip the bundle alarms on",
     )
+    parser.add_argument(
+        "--output", type=Path, default=None, help=f"default: {results.stem}[_alarm].json"
+    )
+
+
+def measure_and_write(
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    results: Path,
+) -> None:
+    """Run `measure` with a temporary work folder; write its figures to --output, else to
+    `results` (normal clip) or its `_alarm` sibling."""
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args, Path(work))
+    alarm = results.with_name(f"{results.stem}_alarm.json")
+    write_output(args.output or (alarm if args.clip == "alarm" else results), result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_clip_arguments(parser, "normal", RESULTS)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each hey run")
     parser.add_argument("--levels", default="1,4,16,64,128,256", help="concurrent clients")
     parser.add_argument("--repeats", type=int, default=200, help="in-process clips, each side")
     parser.add_argument("--port", type=int, default=18765)
-    parser.add_argument(
-        "--output", type=Path, default=None, help="default: capacity_http[_alarm].json"
-    )
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        result = measure(args, Path(work))
-    default = RESULTS.with_name("capacity_http_alarm.json") if args.clip == "alarm" else RESULTS
-    write_output(args.output or default, result)
+    measure_and_write(parser.parse_args(argv), measure, RESULTS)
     return 0
 
 

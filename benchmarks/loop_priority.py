@@ -9,7 +9,7 @@ connections, 20 times a second each. Writes benchmarks/results/loop_priority[_al
 every latency of every round, and their percentiles pooled by setting; docs/OPERATIONS.md
 ("Cores, threads and admission") quotes it.
 
-    python -m benchmarks.loop_priority [--clip normal|alarm] [--rounds 4] [--clients 256]
+    python -m benchmarks.loop_priority [--clip normal|alarm] [--rounds 6] [--clients 256]
 """
 
 from __future__ import annotations
@@ -22,23 +22,23 @@ import platform
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity_http import (
     BUNDLE,
-    DEFAULT_DATA,
     PROBE_CLIENTS,
     PROBE_RATE,
     _alarm_clip,
     _hey_command,
     _normal_clip,
     _percentile,
+    add_clip_arguments,
     hey,
+    measure_and_write,
 )
-from benchmarks.processes import serving, uptime, write_output
+from benchmarks.processes import serving, uptime
 from service.bundle.loader import load_bundle
 from service.config import Settings
 from service.scoring.audio import AudioScorer
@@ -143,20 +143,12 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--clip", choices=["normal", "alarm"], default="alarm")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of both settings")
+    add_clip_arguments(parser, "alarm", RESULTS)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of both settings")
     parser.add_argument("--clients", type=int, default=256, help="closed-loop hey clients")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each load")
     parser.add_argument("--port", type=int, default=18766)
-    parser.add_argument(
-        "--output", type=Path, default=None, help="default: loop_priority[_alarm].json"
-    )
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        result = measure(args, Path(work))
-    default = RESULTS.with_name("loop_priority_alarm.json") if args.clip == "alarm" else RESULTS
-    write_output(args.output or default, result)
+    measure_and_write(parser.parse_args(argv), measure, RESULTS)
     return 0
 
 
