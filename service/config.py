@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         "event loop's, as a nice increment (Linux): under a scoring overload the loop still "
         "refuses requests and answers health checks at once. 0 keeps them at its priority",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="once the models are loaded (and after each reload), move what the "
+        "process holds out of the garbage collector's full collections, which otherwise "
+        "stop the event loop for about 0.1 s now and then under load",
+    )
     pool_queue_limit: Annotated[int, Field(ge=0)] = Field(
         default=256,
         description="most jobs that may wait for a worker thread, whatever their expected wait: "

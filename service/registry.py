@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ import numpy as np
 from service.bundle.loader import LoadedBundle, load_bundle
 from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, AudioManifest, WindowsManifest
 from service.config import Settings
+from service.gc_freeze import freeze_held_objects
 from service.metrics import Metrics
 from service.scoring.audio import AudioScorer
 from service.scoring.detectors import AudioDetector, OperatingPointChoice, WindowsDetector
@@ -147,11 +148,15 @@ class ModelRegistry:
         *,
         onnx_threads: int = 1,
         operating_points: OperatingPointChoice | None = None,
+        after_change: Callable[[], None] | None = None,
     ) -> None:
+        """`after_change` is called, in the refreshing thread, after the first refresh and
+        after every one that loaded or removed a bundle."""
         self.models_dir = Path(models_dir)
         self._metrics = metrics
         self._onnx_threads = onnx_threads
         self._operating_points = operating_points or OperatingPointChoice()
+        self._after_change = after_change
         self._lock = threading.Lock()
         self._loaded: dict[Path, ServedModel] = {}
         self._refused: dict[Path, RefusedBundle] = {}
@@ -163,7 +168,8 @@ class ModelRegistry:
     @classmethod
     def configured(cls, settings: Settings, metrics: Metrics) -> ModelRegistry:
         """The registry of settings.models_dir with the settings' ONNX threads and operating
-        points: what the service and the MQTT bridge serve."""
+        points, freezing what the process holds once its models change (service/gc_freeze.py)
+        unless AUSCULT_GC_FREEZE is off: what the service and the MQTT bridge serve."""
         return cls(
             settings.models_dir,
             metrics,
@@ -171,6 +177,7 @@ class ModelRegistry:
             operating_points=OperatingPointChoice(
                 settings.operating_point, settings.model_operating_points
             ),
+            after_change=freeze_held_objects if settings.gc_freeze else None,
         )
 
     @property
@@ -245,6 +252,11 @@ class ModelRegistry:
                 del self._refused[folder]
             self._loaded = loaded
             self._swap(_newest(loaded.values()))
+            # Before the first refresh counts as done: /readyz waits for what this costs.
+            if self._after_change is not None and (
+                not self._refreshed or report.loaded or report.removed
+            ):
+                self._after_change()
             self._refreshed = True
             return report
 

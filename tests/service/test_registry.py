@@ -160,3 +160,24 @@ def test_refusals_name_the_bundle_folder_not_where_the_models_live(
         assert str(tmp_path) not in refusal.error
         assert "models/" not in refusal.error
         assert refusal.path.name in refusal.error
+
+
+def test_after_change_follows_the_first_refresh_and_each_load_or_removal(tmp_path: Path) -> None:
+    changes: list[list[str]] = []
+    registry = ModelRegistry(
+        tmp_path, Metrics(), after_change=lambda: changes.append(_served(registry))
+    )
+    registry.refresh()  # the first, with nothing to load
+    small_audio_bundle(tmp_path / "fan-1", name="fan", version="1")
+    registry.refresh()
+    registry.refresh()  # unchanged
+    write_broken_bundle(tmp_path / "press", "model_not_onnx", name="press")
+    registry.refresh()  # a refusal changes nothing that is held
+    shutil.rmtree(tmp_path / "fan-1")
+    registry.refresh()
+    # Called once the served set is swapped: each call sees what the refresh left.
+    assert changes == [[], ["fan 1"], []]
+
+
+def _served(registry: ModelRegistry) -> list[str]:
+    return [f"{model.name} {model.version}" for model in registry.served()]

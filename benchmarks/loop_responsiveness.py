@@ -1,15 +1,16 @@
-"""What running the work threads below the event loop buys under overload: `auscult serve`
-with its defaults (worker threads and event writer 10 nice below the loop) against the same
-server with AUSCULT_WORKER_THREADS_NICE=0, alternated over several rounds so that the
-machine's drift falls on both alike. In each round and setting a fresh server takes N
-closed-loop `hey` clients posting a real 10 s clip (256 by default, past its capacity), and,
-from 2 s into that load, probe stations post the clip on fresh connections (their refusals time
-a refusal itself; see benchmarks/capacity_http.py) while two more fetch /healthz on fresh
-connections, 20 times a second each. Writes benchmarks/results/loop_priority[_alarm].json:
-every latency of every round, and their percentiles pooled by setting; docs/OPERATIONS.md
-("Cores, threads and admission") quotes it.
+"""How soon the event loop answers under overload, with the service's defaults against each of
+the two settings that keep it free switched off: the work threads at the loop's CPU priority
+(AUSCULT_WORKER_THREADS_NICE=0) and full garbage collections over everything the process
+holds (AUSCULT_GC_FREEZE=false). The variants alternate over several rounds, each round in
+another order, so that the machine's drift falls on all alike. In each round and variant a
+fresh server takes N closed-loop `hey` clients posting a real 10 s clip (256 by default, past
+its capacity), and, from 2 s into that load, probe stations post the clip on fresh connections
+(their refusals time a refusal itself; see benchmarks/capacity_http.py) while two more fetch
+/healthz on fresh connections, 20 times a second each. Writes
+benchmarks/results/loop_responsiveness[_alarm].json: every latency of every round, and their
+percentiles pooled by variant; docs/BENCHMARKS.md ("Event loop under overload") quotes it.
 
-    python -m benchmarks.loop_priority [--clip normal|alarm] [--rounds 6] [--clients 256]
+    python -m benchmarks.loop_responsiveness [--clip normal|alarm] [--rounds 4] [--clients 256]
 """
 
 from __future__ import annotations
@@ -44,11 +45,17 @@ from service.config import Settings
 from service.scoring.audio import AudioScorer
 from service.scoring.detectors import AudioDetector, OperatingPointChoice
 
-RESULTS = Path(__file__).resolve().parent / "results" / "loop_priority.json"
-# The default, and the work threads at the loop's own priority; both set explicitly, so that an
-# AUSCULT_WORKER_THREADS_NICE in this process's environment changes neither.
-DEFAULT_NICE: int = Settings.model_fields["worker_threads_nice"].default
-SETTINGS = {f"{DEFAULT_NICE} (the default)": DEFAULT_NICE, "0": 0}
+RESULTS = Path(__file__).resolve().parent / "results" / "loop_responsiveness.json"
+# Each variant's settings, all given explicitly, so that this process's environment changes none.
+_DEFAULTS = {
+    "AUSCULT_WORKER_THREADS_NICE": str(Settings.model_fields["worker_threads_nice"].default),
+    "AUSCULT_GC_FREEZE": str(Settings.model_fields["gc_freeze"].default).lower(),
+}
+VARIANTS = {
+    "defaults": _DEFAULTS,
+    "AUSCULT_WORKER_THREADS_NICE=0": _DEFAULTS | {"AUSCULT_WORKER_THREADS_NICE": "0"},
+    "AUSCULT_GC_FREEZE=false": _DEFAULTS | {"AUSCULT_GC_FREEZE": "false"},
+}
 PROBES_FROM_S = 2.0
 HEALTH_CLIENTS = 2
 HEALTH_RATE = 20.0
@@ -121,22 +128,19 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "uptime_before": uptime(),
         "rounds": [],
     }
-    by_setting: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+    by_variant: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    names = list(VARIANTS)
     for number in range(args.rounds):
-        # Alternate which goes first, so that neither always meets the machine as it was.
-        order = list(SETTINGS) if number % 2 == 0 else list(reversed(SETTINGS))
-        for name in order:
-            env = {
-                "AUSCULT_RELOAD_POLL_SECONDS": "0",
-                "AUSCULT_WORKER_THREADS_NICE": str(SETTINGS[name]),
-            }
+        # Rotate the order, so that no variant always meets the machine as it was.
+        for name in names[number % len(names) :] + names[: number % len(names)]:
+            env = {"AUSCULT_RELOAD_POLL_SECONDS": "0", **VARIANTS[name]}
             with serving(models, args.port, env) as url:
                 run = one_round(url, clip, args.clients, args.seconds)
-            run |= {"round": number, "worker_threads_nice": name, "load_after": os.getloadavg()[0]}
-            by_setting[name].append(run)
+            run |= {"round": number, "variant": name, "load_after": os.getloadavg()[0]}
+            by_variant[name].append(run)
             result["rounds"].append(run)
             print(name, number, _pooled([run]), flush=True)
-    result["pooled"] = {name: _pooled(runs) for name, runs in by_setting.items()}
+    result["pooled"] = {name: _pooled(runs) for name, runs in by_variant.items()}
     result["uptime_after"] = uptime()
     return result
 
@@ -144,7 +148,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_clip_arguments(parser, "alarm", RESULTS)
-    parser.add_argument("--rounds", type=int, default=6, help="rounds of both settings")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of every variant")
     parser.add_argument("--clients", type=int, default=256, help="closed-loop hey clients")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each load")
     parser.add_argument("--port", type=int, default=18766)
