@@ -186,11 +186,27 @@ def _summary(
     }
 
 
+def start_hey(command: list[str]) -> subprocess.Popen[str]:
+    """A `hey -o csv` run started in the background; `finish_hey` collects it."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def finish_hey(run: subprocess.Popen[str]) -> list[dict[str, str]]:
+    """Wait for a started `hey` run: one CSV row per answered request (a failed run raises)."""
+    output, _ = run.communicate()
+    if run.returncode != 0:
+        raise subprocess.CalledProcessError(run.returncode, run.args)
+    return list(csv.DictReader(io.StringIO(output)))
+
+
+def run_hey(command: list[str]) -> list[dict[str, str]]:
+    """A `hey -o csv` run to its end: one row per answered request."""
+    return finish_hey(start_hey(command))
+
+
 def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
     """One `hey` run of `clients` closed-loop clients (each sends again once answered)."""
-    command = _hey_command(url, wav, clients, seconds)
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rows = list(csv.DictReader(io.StringIO(output)))
+    rows = run_hey(_hey_command(url, wav, clients, seconds))
     span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
     return _summary(rows, clients, span, None)
 
@@ -205,14 +221,9 @@ def paced_hey(
     command = _hey_command(url, wav, 1, seconds, per_client_rate)
     stations = []
     for _ in range(clients):
-        stations.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        stations.append(start_hey(command))
         time.sleep(gap)
-    rows = []
-    for station in stations:
-        output, _ = station.communicate()
-        if station.returncode != 0:
-            raise subprocess.CalledProcessError(station.returncode, command)
-        rows.extend(csv.DictReader(io.StringIO(output)))
+    rows = [row for station in stations for row in finish_hey(station)]
     # Each station's offsets start at its own start: the span is the run's length.
     return _summary(rows, clients, seconds + clients * gap, per_client_rate)
 
@@ -222,8 +233,7 @@ def _probe(url: str, wav: Path, seconds: float) -> dict[str, Any]:
     of their refusals."""
     time.sleep(PROBE_DELAY_S)
     command = _hey_command(url, wav, PROBE_CLIENTS, seconds, PROBE_RATE, keepalive=False)
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    summary = _summary(list(csv.DictReader(io.StringIO(output))), PROBE_CLIENTS, seconds, None)
+    summary = _summary(run_hey(command), PROBE_CLIENTS, seconds, None)
     counts = ("answered", "ok", "refused", "refused_p50_ms", "refused_p99_ms")
     return {
         "clients": PROBE_CLIENTS,

@@ -16,13 +16,10 @@ percentiles pooled by variant; docs/BENCHMARKS.md ("Event loop under overload") 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +33,11 @@ from benchmarks.capacity_http import (
     _normal_clip,
     _percentile,
     add_clip_arguments,
+    finish_hey,
     hey,
     measure_and_write,
+    run_hey,
+    start_hey,
 )
 from benchmarks.processes import serving, uptime
 from service.bundle.loader import load_bundle
@@ -61,10 +61,6 @@ HEALTH_CLIENTS = 2
 HEALTH_RATE = 20.0
 
 
-def _rows(output: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(output)))
-
-
 def _times_ms(rows: list[dict[str, str]], status: str) -> list[float]:
     return [round(1e3 * float(r["response-time"]), 2) for r in rows if r["status-code"] == status]
 
@@ -73,25 +69,23 @@ def one_round(url: str, clip: Path, clients: int, seconds: float) -> dict[str, A
     """The load, the probes and the health checks against one server."""
     score = f"{url}/v1/models/{BUNDLE.name}/score"
     hey(score, clip, 4, 2.0)  # warm every worker
-    load = subprocess.Popen(_hey_command(score, clip, clients, seconds), stdout=subprocess.PIPE)
+    load = start_hey(_hey_command(score, clip, clients, seconds))
     time.sleep(PROBES_FROM_S)
     span = seconds - PROBES_FROM_S - 1.0
-    probe_command = _hey_command(score, clip, PROBE_CLIENTS, span, PROBE_RATE, keepalive=False)
-    probes = subprocess.Popen(probe_command, stdout=subprocess.PIPE)
-    health = subprocess.run(
+    probes = start_hey(_hey_command(score, clip, PROBE_CLIENTS, span, PROBE_RATE, keepalive=False))
+    health = run_hey(
         ["hey", "-z", f"{span:g}s", "-c", str(HEALTH_CLIENTS), "-q", f"{HEALTH_RATE:g}",
-         "-disable-keepalive", "-t", "30", "-o", "csv", f"{url}/healthz"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    probe_rows = _rows(probes.communicate()[0].decode())
-    load_rows = _rows(load.communicate()[0].decode())
+         "-disable-keepalive", "-t", "30", "-o", "csv", f"{url}/healthz"]
+    )  # fmt: skip
+    probe_rows = finish_hey(probes)
+    load_rows = finish_hey(load)
     return {
         "goodput_per_s": sum(r["status-code"] == "200" for r in load_rows) / seconds,
         "load_refused": sum(r["status-code"] == "503" for r in load_rows),
         "probe_refusals_ms": _times_ms(probe_rows, "503"),
         "probe_scored_ms": _times_ms(probe_rows, "200"),
-        "health_ms": _times_ms(_rows(health), "200"),
-        "health_answered": len(_rows(health)),
+        "health_ms": _times_ms(health, "200"),
+        "health_answered": len(health),
     }
 
 

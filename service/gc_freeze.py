@@ -2,8 +2,8 @@
 
 CPython's cyclic collector now and then walks every object the process holds (a full, or
 oldest-generation, collection), holding the GIL throughout. In a worker holding the app, scipy,
-ONNX Runtime and the default bundle those are about 180,000 objects, and under overload one
-such collection took 110 to 124 ms, about once every 10 s per worker: the event loop stood still
+ONNX Runtime and the default bundle those are about 180,000 objects, and under overload each
+worker ran one in 12 s, 110 to 124 ms long: the event loop stood still
 meanwhile, and the slowest refusals and health checks were the ones that met it. So once the
 models are loaded, everything held then is moved out of the collector's sight (`gc.freeze`):
 later full collections walk only what was made since. A reload first puts the frozen objects
