@@ -3,15 +3,18 @@
 clients posting a real 10 s clip, goodput and the time of refused requests under overload,
 against the in-process ceiling measured in the same run (as many processes as the server has
 workers, each scoring the clip back to back), and p50/p99 at half that ceiling's rate, sent by
-16 stations out of step with each other (one `hey -c 1 -q` each). Writes
-benchmarks/results/capacity_http.json; docs/BENCHMARKS.md's "HTTP capacity" section quotes it.
+16 stations out of step with each other (one `hey -c 1 -q` each). The levels run in rounds,
+in a different order each round, with the ceiling measured before, between and after them:
+each round's ratios are against the ceilings on either side of it, and the medians over the
+rounds are the figures. Writes benchmarks/results/capacity_http.json; docs/BENCHMARKS.md's
+"HTTP capacity" section quotes it.
 
 The clip is what a plant sends most (`--clip normal`, the default): the first 10 s of a real UAV
 flight the default bundle judges normal, so the server keeps an event row for each and the audio
 of a 5 % sample. `--clip alarm` posts a real DCASE clip the bundle alarms on: every answer then
 also writes its audio as FLAC evidence, the cost of an alarm storm.
 
-    python -m benchmarks.capacity_http [--clip normal|alarm] [--seconds 10] [--levels 1,4,...]
+    python -m benchmarks.capacity_http [--clip normal|alarm] [--rounds 3] [--levels 1,4,...]
 """
 
 from __future__ import annotations
@@ -256,8 +259,9 @@ def hey_with_cpu(
     """A `hey` run, with the CPU seconds the server's processes spent meanwhile, in all and by
     worker: the kernel hands each new connection to one worker's socket by its address, so a
     few keep-alive clients can land unevenly, and this shows whether they did. Closed-loop runs
-    of PROBE_FROM_CLIENTS clients or more have the probe stations beside them (`probe`; their
-    answers are not in the run's own figures)."""
+    of PROBE_FROM_CLIENTS clients or more have the probe stations beside them (`probe`): the
+    clips they had scored count in the goodput, which is the server's (`clients_goodput_per_s`:
+    the closed-loop clients' alone), the other figures are the closed-loop clients'."""
     probing = per_client_rate is None and clients >= PROBE_FROM_CLIENTS
     with ThreadPoolExecutor(1) as background:
         probe = background.submit(_probe, url, wav, seconds - PROBE_DELAY_S) if probing else None
@@ -269,6 +273,8 @@ def hey_with_cpu(
         after = cpu_by_process(server)
         if probe is not None:
             run["probe"] = probe.result()
+            run["clients_goodput_per_s"] = run["goodput_per_s"]
+            run["goodput_per_s"] = (run["ok"] + run["probe"]["ok"]) / run["seconds"]
     run["server_cpu_s"] = sum(after.values()) - sum(before.values())
     run["worker_cpu_s"] = [round(after.get(w, 0.0) - before.get(w, 0.0), 2) for w in workers]
     return run
@@ -278,8 +284,103 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def one_round(
+    server: int,
+    workers: list[int],
+    score: str,
+    clip: Path,
+    levels: list[int],
+    seconds: float,
+    ceiling: float,
+) -> dict[str, Any]:
+    """Every level of closed-loop clients in the order given, then the paced stations at half
+    `ceiling` (the one measured just before), the issue's rate, and at half the round's peak
+    goodput, half of what the server showed it can answer."""
+    runs = []
+    for clients in levels:
+        run = hey_with_cpu(server, workers, score, clip, clients, seconds)
+        # The server's CPU per answer: with nearly every answer a refusal, what a refusal
+        # costs, against a scored clip's cost at low concurrency.
+        answered = run["answered"] + run.get("probe", {}).get("answered", 0)
+        run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(answered, 1)
+        run["load_after"] = _load()
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    peak = max(run["goodput_per_s"] for run in runs)
+    paced = {
+        "half_ceiling": _paced(server, workers, score, clip, seconds, ceiling / 2),
+        "half_peak": _paced(server, workers, score, clip, seconds, peak / 2),
+    }
+    return {"runs": sorted(runs, key=lambda run: run["clients"]), "paced": paced}
+
+
+def _paced(
+    server: int, workers: list[int], score: str, clip: Path, seconds: float, rate: float
+) -> dict[str, Any]:
+    """Latency at `rate`, from PACED_CLIENTS stations sending an even share of it each, out of
+    step with each other. 16, not 4: the kernel spreads connections over the workers by
+    address, and 4 clients landed 3 to 1 and 4 to 0 on 2 workers in the two runs that used 4."""
+    run = hey_with_cpu(
+        server, workers, score, clip, PACED_CLIENTS, seconds, per_client_rate=rate / PACED_CLIENTS
+    )
+    run["load_after"] = _load()
+    print(json.dumps(run), flush=True)
+    return run
+
+
+def _round_figures(round_: dict[str, Any], ceiling: float) -> dict[str, Any]:
+    """A round's ratios: its peak goodput over the mean of the ceilings measured just before
+    and just after it, and each level's goodput over that peak."""
+    peak = max(run["goodput_per_s"] for run in round_["runs"])
+    return {
+        "in_process_ceiling_per_s": ceiling,
+        "peak_goodput_per_s": peak,
+        "peak_over_ceiling": peak / ceiling,
+        "goodput_over_peak": {str(r["clients"]): r["goodput_per_s"] / peak for r in round_["runs"]},
+        "paced_rate_over_peak": {
+            name: run["goodput_per_s"] / peak for name, run in round_["paced"].items()
+        },
+    }
+
+
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds, by level: a single run drifts with the machine."""
+    levels = [run["clients"] for run in rounds[0]["runs"]]
+    keys = ("goodput_per_s", "ok_p50_ms", "ok_p99_ms", "server_cpu_ms_per_answer")
+    median = statistics.median
+    return {
+        "peak_over_ceiling": median([r["figures"]["peak_over_ceiling"] for r in rounds]),
+        "goodput_over_peak": {
+            str(c): median([r["figures"]["goodput_over_peak"][str(c)] for r in rounds])
+            for c in levels
+        },
+        "levels": {
+            str(c): {
+                key: median([run[key] for r in rounds for run in r["runs"] if run["clients"] == c])
+                for key in keys
+            }
+            for c in levels
+        },
+        "paced": {
+            name: {
+                key: median([r["paced"][name][key] for r in rounds])
+                for key in ("goodput_per_s", "ok_p50_ms", "ok_p99_ms")
+            }
+            | {
+                "rate_over_peak": median(
+                    [r["figures"]["paced_rate_over_peak"][name] for r in rounds]
+                )
+            }
+            for name in rounds[0]["paced"]
+        },
+    }
+
+
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """The whole run; `work` holds the server's models folder and the normal clip."""
+    """The whole run; `work` holds the server's models folder and the normal clip. The
+    in-process ceiling is measured before the first round, between rounds and after the last,
+    and each round's ratios are against the ceilings on either side of it: the machine's speed
+    drifts by more than the margins within minutes."""
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
     detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
@@ -303,62 +404,44 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "load_before": _load(),
         "uptime_before": uptime(),
         "seconds_per_level": args.seconds,
+        "in_process_ms_before": 1e3 * in_process_seconds(BUNDLE, wav, args.repeats),
     }
-    before = in_process_seconds(BUNDLE, wav, args.repeats)
-    # The server's default: one worker process per usable CPU.
-    ceiling_before = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
-    print(f"in-process ceiling before: {ceiling_before:.1f} clips/s", flush=True)
-    runs = []
-    paced: dict[str, Any] | None = None
     models = work / "models"
     shutil.copytree(BUNDLE, models / BUNDLE.name)
     env = {"AUSCULT_RELOAD_POLL_SECONDS": "0"}
+    rounds = []
+
+    def ceiling() -> float:
+        # As many processes as the server has workers, each scoring back to back, while the
+        # server waits idle.
+        clips_per_s = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
+        print(f"in-process ceiling: {clips_per_s:.1f} clips/s", flush=True)
+        return clips_per_s
+
+    ceilings = [ceiling()]
     # `auscult serve` with its defaults: one worker per usable CPU.
     with serving(models, args.port, env) as url:
         server = server_pid(args.port)
         score = f"{url}/v1/models/{BUNDLE.name}/score"
         hey(score, clip, 4, 2.0)  # warm every worker
         workers = worker_pids(server)
-        for clients in levels:
-            run = hey_with_cpu(server, workers, score, clip, clients, args.seconds)
-            # The server's CPU per answer: with nearly every answer a refusal, what a
-            # refusal costs, against a scored clip's cost at low concurrency.
-            answered = run["answered"] + run.get("probe", {}).get("answered", 0)
-            run["server_cpu_ms_per_answer"] = 1e3 * run["server_cpu_s"] / max(answered, 1)
-            run["load_after"] = _load()
-            runs.append(run)
-            print(json.dumps(run), flush=True)
-        # Latency at half the in-process ceiling, from PACED_CLIENTS stations sending at an
-        # even share of that rate each, out of step with each other. 16, not 4: the kernel
-        # spreads connections over the workers by address, and 4 clients landed 3 to 1 and
-        # 4 to 0 on 2 workers in the two runs that used 4.
-        paced = hey_with_cpu(
-            server,
-            workers,
-            score,
-            clip,
-            PACED_CLIENTS,
-            args.seconds,
-            per_client_rate=ceiling_before / (2 * PACED_CLIENTS),
-        )
-        paced["load_after"] = _load()
-        print(json.dumps(paced), flush=True)
-    after = in_process_seconds(BUNDLE, wav, args.repeats)
-    ceiling_after = in_process_ceiling(BUNDLE, wav, cpus, args.seconds)
-    ceiling = statistics.mean([ceiling_before, ceiling_after])
-    peak = max(run["goodput_per_s"] for run in runs)
-    by_clients = {run["clients"]: run["goodput_per_s"] for run in runs}
+        for number in range(args.rounds):
+            # Rotate the levels' order, so that no level always meets the machine as it was.
+            shift = number % len(levels)
+            order = levels[shift:] + levels[:shift]
+            round_ = one_round(server, workers, score, clip, order, args.seconds, ceilings[-1])
+            ceilings.append(ceiling())
+            round_ |= {"round": number, "order": order, "ceilings_per_s": ceilings[-2:]}
+            round_["figures"] = _round_figures(round_, statistics.mean(ceilings[-2:]))
+            print(json.dumps(round_["figures"]), flush=True)
+            rounds.append(round_)
     result |= {
-        "in_process_ms": {"before": 1e3 * before, "after": 1e3 * after},
-        # As many processes as the server has workers, each scoring back to back.
-        "in_process_ceiling_per_s": {"before": ceiling_before, "after": ceiling_after},
-        "runs": runs,
-        "paced_at_half_ceiling": paced,
+        "in_process_ms_after": 1e3 * in_process_seconds(BUNDLE, wav, args.repeats),
+        "in_process_ceilings_per_s": ceilings,
+        "rounds": rounds,
+        "medians": _medians(rounds),
         "load_after": _load(),
         "uptime_after": uptime(),
-        "peak_goodput_per_s": peak,
-        "peak_over_ceiling": peak / ceiling,
-        "goodput_over_peak": {str(c): g / peak for c, g in by_clients.items()},
     }
     return result
 
@@ -395,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     add_clip_arguments(parser, "normal", RESULTS)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each hey run")
     parser.add_argument("--levels", default="1,4,16,64,128,256", help="concurrent clients")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every level")
     parser.add_argument("--repeats", type=int, default=200, help="in-process clips, each side")
     parser.add_argument("--port", type=int, default=18765)
     measure_and_write(parser.parse_args(argv), measure, RESULTS)
