@@ -17,15 +17,11 @@ linux_only = pytest.mark.skipif(
 
 
 def priority_of(thread: threading.Thread | None = None) -> int:
-    """The nice value of `thread` (a started one), or of the calling thread."""
+    """The nice value of `thread` (a started one), or of the calling thread (so, given to a
+    worker thread as its job, the nice value that thread runs at)."""
     native_id = threading.get_native_id() if thread is None else thread.native_id
     assert native_id is not None, "the thread has not started"
     return os.getpriority(os.PRIO_PROCESS, native_id)
-
-
-def own_priority() -> int:
-    """A job for a worker thread: the nice value it runs at."""
-    return priority_of()
 
 
 def lowered(base: int, increment: int) -> int:

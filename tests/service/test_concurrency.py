@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from service.concurrency import SERVICE_TIME_WEIGHT, BoundedPool, PoolFullError
-from tests.service.priorities import linux_only, lowered, own_priority, priority_of
+from tests.service.priorities import linux_only, lowered, priority_of
 
 
 def test_a_full_pool_refuses_at_once_and_accepts_again_once_a_job_ends() -> None:
@@ -120,7 +120,7 @@ def test_the_workers_run_nice_below_the_thread_that_starts_them() -> None:
     base = priority_of()
     pool = BoundedPool(threads=1, queue_limit=0, nice=4)
     try:
-        assert asyncio.run(pool.run(own_priority)) == lowered(base, 4)
+        assert asyncio.run(pool.run(priority_of)) == lowered(base, 4)
     finally:
         pool.shutdown()
     assert priority_of() == base

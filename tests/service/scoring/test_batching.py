@@ -19,7 +19,7 @@ from service.scoring.batching import FeatureWork, ModelWork, StreamBatcher
 from service.scoring.detectors import AudioDetector, BlockVerdict, OperatingPointChoice
 from tests.bundle_factory import machine_sound
 from tests.service.clips import small_audio_bundle
-from tests.service.priorities import linux_only, lowered, own_priority, priority_of
+from tests.service.priorities import linux_only, lowered, priority_of
 
 STREAMS = 40
 FRAME_SAMPLES = 1600  # 100 ms at 16 kHz
@@ -139,7 +139,7 @@ def test_the_batch_threads_run_nice_below_the_event_loop() -> None:
     base = priority_of()
     batcher = StreamBatcher(1, nice=6)
     try:
-        seen = asyncio.run(batcher.run(lambda: ModelWork.done(own_priority())))
+        seen = asyncio.run(batcher.run(lambda: ModelWork.done(priority_of())))
     finally:
         batcher.shutdown()
     assert seen == lowered(base, 6)
