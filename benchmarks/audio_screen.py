@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,14 +209,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     pool = interference_pool(DATA_DIR)
-    jobs: list[Callable[[], None]] = []
     sets = {UAV.name: UAV, **DATA_SETS}
     for seed in args.seeds:
         for name in args.data:
             for backbone in args.backbones:
-                jobs.append(lambda d=sets[name], b=backbone, s=seed: run(d, b, s, pool))
-    for job in jobs:
-        job()
+                run(sets[name], backbone, seed, pool)
     print(f"appended to {Path(OUT)}")
 
 

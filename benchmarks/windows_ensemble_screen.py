@@ -74,7 +74,8 @@ def _whitened_knn(
     distances = (
         (query**2).sum(1)[:, None] - 2.0 * query @ bank.T + (bank**2).sum(1)[None, :]
     ).clip(min=0.0)
-    return np.sort(distances, axis=1)[:, :k].mean(axis=1)
+    nearest: NDArray[np.float64] = np.sort(distances, axis=1)[:, :k].mean(axis=1)
+    return nearest
 
 
 def screen(name: str, series: Any) -> dict[str, Any]:
