@@ -20,39 +20,37 @@ also writes its audio as FLAC evidence, the cost of an alarm storm.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 import multiprocessing
 import os
 import platform
 import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
-from benchmarks.processes import serving, uptime, write_output
+from benchmarks.hey_runs import hey, hey_command, paced_hey, run_hey, summarise
+from benchmarks.posted_clips import (
+    BUNDLE,
+    PROJECT_ROOT,
+    add_clip_arguments,
+    alarm_clip,
+    clip_verdict,
+    measure_and_write,
+    normal_clip,
+)
+from benchmarks.processes import serving, uptime
 from benchmarks.streams_capacity import cpu_by_process, server_pid, worker_pids
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle
 from service.metrics import Metrics
 from service.pipelines.audio_clip import score_clip
 from service.scoring.audio import AudioScorer
-from service.scoring.decision import Verdict
 from service.scoring.detectors import AudioDetector, OperatingPointChoice
 from service.usable_cpus import usable_cpus
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
-BUNDLE = PROJECT_ROOT / "models" / "uav-propeller"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "capacity_http.json"
 PACED_CLIENTS = 16
 # From this many clients on, PROBE_CLIENTS probe stations send beside them, each at most
@@ -67,36 +65,6 @@ PROBE_FROM_CLIENTS = 64
 PROBE_CLIENTS = 4
 PROBE_RATE = 10.0
 PROBE_DELAY_S = 1.0
-
-
-def _alarm_clip(data_dir: Path) -> Path:
-    """The first real 10 s DCASE 2020 test clip (16 kHz mono PCM16, 320 kB)."""
-    for path in sorted((data_dir / "audio" / "dcase2020_dev").glob("*/test/*.wav")):
-        if sf.info(path).duration == 10.0:
-            return path
-    raise SystemExit(f"no 10 s DCASE clips under {data_dir / 'audio' / 'dcase2020_dev'}")
-
-
-def _normal_clip(
-    data_dir: Path, folder: Path, detector: AudioDetector
-) -> tuple[Path, str, Verdict]:
-    """The first 10 s of the first real UAV normal flight `detector` judges normal, written
-    to `folder` as a 16 kHz mono PCM16 WAV (320 kB, the size of the alarm clip); where it was
-    cut from, and its verdict."""
-    for flight in sorted((data_dir / "audio" / "uav_propeller" / "normal").glob("*.flac")):
-        samples, rate = sf.read(flight, dtype="int16", frames=160_000)
-        if rate != 16_000 or samples.ndim != 1 or samples.size < 160_000:
-            continue
-        clip = folder / "normal.wav"
-        sf.write(clip, samples, rate, subtype="PCM_16")
-        verdict = _verdict(detector, clip.read_bytes())
-        if not verdict.anomaly:
-            return clip, f"{flight.relative_to(data_dir)}, its first 10 s", verdict
-    raise SystemExit("no UAV normal flight the default bundle judges normal")
-
-
-def _verdict(detector: AudioDetector, wav: bytes) -> Verdict:
-    return score_clip(detector, wav, limits=DecodeLimits(), metrics=Metrics()).verdict
 
 
 def in_process_seconds(bundle: Path, wav: bytes, repeats: int) -> float:
@@ -138,105 +106,12 @@ def in_process_ceiling(bundle: Path, wav: bytes, processes: int, seconds: float)
     return sum(counts) / seconds
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def _hey_command(
-    url: str,
-    wav: Path,
-    clients: int,
-    seconds: float,
-    per_client_rate: float | None = None,
-    *,
-    keepalive: bool = True,
-) -> list[str]:
-    command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
-               "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
-    if per_client_rate is not None:
-        command[1:1] = ["-q", f"{per_client_rate:g}"]
-    if not keepalive:
-        command[1:1] = ["-disable-keepalive"]
-    return command
-
-
-def _summary(
-    rows: list[dict[str, str]], clients: int, span: float, per_client_rate: float | None
-) -> dict[str, Any]:
-    """Every response's time and status from hey's CSV rows, summarised over `span` seconds.
-    hey leaves requests that failed without an answer (reset, timeout) out of its CSV; their
-    count is in its summary, which CSV mode does not print, so `answered` is what the figures
-    cover."""
-    ok = [float(r["response-time"]) for r in rows if r["status-code"] == "200"]
-    refused = [float(r["response-time"]) for r in rows if r["status-code"] == "503"]
-    others = sorted({r["status-code"] for r in rows} - {"200", "503"})
-    return {
-        "clients": clients,
-        "per_client_rate": per_client_rate,
-        "seconds": span,
-        "answered": len(rows),
-        "ok": len(ok),
-        "refused": len(refused),
-        "other_statuses": others,
-        "goodput_per_s": len(ok) / span,
-        "ok_p50_ms": 1e3 * (_percentile(ok, 0.50) or math.nan),
-        "ok_p99_ms": 1e3 * (_percentile(ok, 0.99) or math.nan),
-        "refused_p50_ms": 1e3 * p if (p := _percentile(refused, 0.50)) is not None else None,
-        "refused_p99_ms": 1e3 * p if (p := _percentile(refused, 0.99)) is not None else None,
-    }
-
-
-def start_hey(command: list[str]) -> subprocess.Popen[str]:
-    """A `hey -o csv` run started in the background; `finish_hey` collects it."""
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-
-
-def finish_hey(run: subprocess.Popen[str]) -> list[dict[str, str]]:
-    """Wait for a started `hey` run: one CSV row per answered request (a failed run raises)."""
-    output, _ = run.communicate()
-    if run.returncode != 0:
-        raise subprocess.CalledProcessError(run.returncode, run.args)
-    return list(csv.DictReader(io.StringIO(output)))
-
-
-def run_hey(command: list[str]) -> list[dict[str, str]]:
-    """A `hey -o csv` run to its end: one row per answered request."""
-    return finish_hey(start_hey(command))
-
-
-def hey(url: str, wav: Path, clients: int, seconds: float) -> dict[str, Any]:
-    """One `hey` run of `clients` closed-loop clients (each sends again once answered)."""
-    rows = run_hey(_hey_command(url, wav, clients, seconds))
-    span = max((float(r["offset"]) + float(r["response-time"]) for r in rows), default=seconds)
-    return _summary(rows, clients, span, None)
-
-
-def paced_hey(
-    url: str, wav: Path, clients: int, seconds: float, per_client_rate: float
-) -> dict[str, Any]:
-    """`clients` stations each sending `per_client_rate` requests a second, one `hey -c 1 -q`
-    each, started evenly spread over one period: one `hey -c N -q` ticks all its clients
-    at the same instant, a burst of N every period that no plant's stations would send."""
-    gap = 1.0 / (clients * per_client_rate)
-    command = _hey_command(url, wav, 1, seconds, per_client_rate)
-    stations = []
-    for _ in range(clients):
-        stations.append(start_hey(command))
-        time.sleep(gap)
-    rows = [row for station in stations for row in finish_hey(station)]
-    # Each station's offsets start at its own start: the span is the run's length.
-    return _summary(rows, clients, seconds + clients * gap, per_client_rate)
-
-
 def _probe(url: str, wav: Path, seconds: float) -> dict[str, Any]:
     """The probe stations, from PROBE_DELAY_S on for `seconds`: their answers, and the time
     of their refusals."""
     time.sleep(PROBE_DELAY_S)
-    command = _hey_command(url, wav, PROBE_CLIENTS, seconds, PROBE_RATE, keepalive=False)
-    summary = _summary(run_hey(command), PROBE_CLIENTS, seconds, None)
+    command = hey_command(url, wav, PROBE_CLIENTS, seconds, PROBE_RATE, keepalive=False)
+    summary = summarise(run_hey(command), PROBE_CLIENTS, seconds, None)
     counts = ("answered", "ok", "refused", "refused_p50_ms", "refused_p99_ms")
     return {
         "clients": PROBE_CLIENTS,
@@ -385,11 +260,11 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
     detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
     if args.clip == "normal":
-        clip, source, verdict = _normal_clip(args.data, work, detector)
+        clip, source, verdict = normal_clip(args.data, work, detector)
     else:
-        clip = _alarm_clip(args.data)
+        clip = alarm_clip(args.data)
         source = str(clip.relative_to(args.data))
-        verdict = _verdict(detector, clip.read_bytes())
+        verdict = clip_verdict(detector, clip.read_bytes())
     wav = clip.read_bytes()
     levels = [int(level) for level in args.levels.split(",")]
     cpus = usable_cpus()
@@ -444,33 +319,6 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "uptime_after": uptime(),
     }
     return result
-
-
-def add_clip_arguments(parser: argparse.ArgumentParser, default_clip: str, results: Path) -> None:
-    """--data, --clip and --output, as every benchmark posting one of these clips takes them."""
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument(
-        "--clip",
-        choices=["normal", "alarm"],
-        default=default_clip,
-        help="a UAV flight judged normal, or a DCASE clip the bundle alarms on",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help=f"default: {results.stem}[_alarm].json"
-    )
-
-
-def measure_and_write(
-    args: argparse.Namespace,
-    measure: Callable[[argparse.Namespace, Path], dict[str, Any]],
-    results: Path,
-) -> None:
-    """Run `measure` with a temporary work folder; write its figures to --output, else to
-    `results` (normal clip) or its `_alarm` sibling."""
-    with tempfile.TemporaryDirectory() as work:
-        result = measure(args, Path(work))
-    alarm = results.with_name(f"{results.stem}_alarm.json")
-    write_output(args.output or (alarm if args.clip == "alarm" else results), result)
 
 
 def main(argv: list[str] | None = None) -> int:

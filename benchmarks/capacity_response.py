@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 
-from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, _alarm_clip
+from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA, alarm_clip
 from service.api.routes.scoring import clip_answer
 from service.api.schemas import ClipVerdict
 from service.audio.decode import DecodeLimits
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    path = _alarm_clip(args.data)
+    path = alarm_clip(args.data)
     wav = path.read_bytes()
     detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
     limits, metrics = DecodeLimits(max_seconds=60), Metrics()

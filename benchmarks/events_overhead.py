@@ -27,7 +27,8 @@ import httpx
 import soundfile as sf
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, PROJECT_ROOT, hey
+from benchmarks.hey_runs import hey
+from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA, PROJECT_ROOT
 from benchmarks.processes import free_port, serving, write_output
 from service.audio.decode import DecodeLimits
 from service.bundle.loader import load_bundle

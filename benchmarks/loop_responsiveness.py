@@ -24,20 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.capacity_http import (
+from benchmarks.capacity_http import PROBE_CLIENTS, PROBE_RATE
+from benchmarks.hey_runs import finish_hey, hey, hey_command, percentile, run_hey, start_hey
+from benchmarks.posted_clips import (
     BUNDLE,
-    PROBE_CLIENTS,
-    PROBE_RATE,
-    _alarm_clip,
-    _hey_command,
-    _normal_clip,
-    _percentile,
     add_clip_arguments,
-    finish_hey,
-    hey,
+    alarm_clip,
     measure_and_write,
-    run_hey,
-    start_hey,
+    normal_clip,
 )
 from benchmarks.processes import serving, uptime
 from service.bundle.loader import load_bundle
@@ -69,10 +63,10 @@ def one_round(url: str, clip: Path, clients: int, seconds: float) -> dict[str, A
     """The load, the probes and the health checks against one server."""
     score = f"{url}/v1/models/{BUNDLE.name}/score"
     hey(score, clip, 4, 2.0)  # warm every worker
-    load = start_hey(_hey_command(score, clip, clients, seconds))
+    load = start_hey(hey_command(score, clip, clients, seconds))
     time.sleep(PROBES_FROM_S)
     span = seconds - PROBES_FROM_S - 1.0
-    probes = start_hey(_hey_command(score, clip, PROBE_CLIENTS, span, PROBE_RATE, keepalive=False))
+    probes = start_hey(hey_command(score, clip, PROBE_CLIENTS, span, PROBE_RATE, keepalive=False))
     health = run_hey(
         ["hey", "-z", f"{span:g}s", "-c", str(HEALTH_CLIENTS), "-q", f"{HEALTH_RATE:g}",
          "-disable-keepalive", "-t", "30", "-o", "csv", f"{url}/healthz"]
@@ -96,9 +90,9 @@ def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "goodput_per_s": [round(r["goodput_per_s"], 1) for r in rounds],
         "goodput_mean_per_s": statistics.mean(r["goodput_per_s"] for r in rounds),
         "probe_refusals": len(refusals),
-        "probe_refusal_ms": {f"p{q}": _percentile(refusals, q / 100) for q in (50, 90, 99)},
+        "probe_refusal_ms": {f"p{q}": percentile(refusals, q / 100) for q in (50, 90, 99)},
         "health_checks": len(health),
-        "health_ms": {f"p{q}": _percentile(health, q / 100) for q in (50, 90, 99)},
+        "health_ms": {f"p{q}": percentile(health, q / 100) for q in (50, 90, 99)},
     }
 
 
@@ -107,9 +101,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
     if args.clip == "normal":
         detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
-        clip, source, _ = _normal_clip(args.data, work, detector)
+        clip, source, _ = normal_clip(args.data, work, detector)
     else:
-        clip = _alarm_clip(args.data)
+        clip = alarm_clip(args.data)
         source = str(clip.relative_to(args.data))
     models = work / "models"
     shutil.copytree(BUNDLE, models / BUNDLE.name)

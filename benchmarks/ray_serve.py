@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, hey, in_process_seconds
+from benchmarks.capacity_http import in_process_seconds
+from benchmarks.hey_runs import hey
+from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA
 from benchmarks.processes import serving, write_output
 from service.config import Settings
 from service.usable_cpus import usable_cpus

@@ -23,7 +23,7 @@ import httpx
 import soundfile as sf
 from playwright.sync_api import sync_playwright
 
-from benchmarks.capacity_http import BUNDLE, DEFAULT_DATA, PROJECT_ROOT
+from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA, PROJECT_ROOT
 from benchmarks.processes import free_port, serving
 
 CHROMIUM = "/usr/bin/chromium"
