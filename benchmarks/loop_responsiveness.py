@@ -59,6 +59,18 @@ def _times_ms(rows: list[dict[str, str]], status: str) -> list[float]:
     return [round(1e3 * float(r["response-time"]), 2) for r in rows if r["status-code"] == status]
 
 
+def _refusals_by_tenth(rows: list[dict[str, str]]) -> list[int]:
+    """The load's refusals from PROBES_FROM_S on, counted by the tenth of a second (on the
+    load's clock) in which each was answered: even counts when refused clients come back at
+    any moment, one tall count when they come back in a burst every second."""
+    counts = [0] * 10
+    for row in rows:
+        answered = float(row["offset"]) + float(row["response-time"])
+        if row["status-code"] == "503" and answered >= PROBES_FROM_S:
+            counts[int(10 * (answered % 1.0))] += 1
+    return counts
+
+
 def one_round(url: str, clip: Path, clients: int, seconds: float) -> dict[str, Any]:
     """The load, the probes and the health checks against one server."""
     score = f"{url}/v1/models/{BUNDLE.name}/score"
@@ -76,6 +88,7 @@ def one_round(url: str, clip: Path, clients: int, seconds: float) -> dict[str, A
     return {
         "goodput_per_s": sum(r["status-code"] == "200" for r in load_rows) / seconds,
         "load_refused": sum(r["status-code"] == "503" for r in load_rows),
+        "load_refusals_by_tenth_s": _refusals_by_tenth(load_rows),
         "probe_refusals_ms": _times_ms(probe_rows, "503"),
         "probe_scored_ms": _times_ms(probe_rows, "200"),
         "health_ms": _times_ms(health, "200"),
@@ -89,6 +102,11 @@ def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "goodput_per_s": [round(r["goodput_per_s"], 1) for r in rounds],
         "goodput_mean_per_s": statistics.mean(r["goodput_per_s"] for r in rounds),
+        # 0.1 when the load's refusals come evenly through each second, 1.0 in one burst.
+        "load_refusals_busiest_tenth_share": [
+            round(max(tenths) / sum(tenths), 3) if sum(tenths) else None
+            for tenths in (r["load_refusals_by_tenth_s"] for r in rounds)
+        ],
         "probe_refusals": len(refusals),
         "probe_refusal_ms": {f"p{q}": percentile(refusals, q / 100) for q in (50, 90, 99)},
         "health_checks": len(health),
