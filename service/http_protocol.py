@@ -32,11 +32,11 @@ _WARN_EVERY_SECONDS = 10.0
 # The scope key under which a request finds its connection's `hold_after_answer`.
 HOLD_CONNECTION = "auscult.hold_connection"
 # A held connection is read again after a random share of the hold, from this to all of it.
-# Held for exactly their Retry-After, clients refused in one burst came back in one burst,
-# every second for as long as the overload lasted (256 clients: 34 to 56 % of the refusals
-# within one tenth of each second), and a request arriving meanwhile waited behind them;
-# spread, they come back spread. Never past the Retry-After: a client that waits it out as
-# told is never held.
+# Held for exactly their Retry-After, clients refused in one burst came back in one burst every
+# second for as long as the overload lasted (256 clients: 33 to 48 % of the refusals within one
+# tenth of each second, 13 to 17 % spread), and health checks then waited behind them (p99 13
+# to 29 ms, 9 to 12 spread; docs/BENCHMARKS.md, "Event loop under overload"). Never past the
+# Retry-After: a client that waits it out as told is never held.
 HOLD_SHARE_MIN = 0.5
 
 
