@@ -266,29 +266,29 @@ def test_a_held_connection_is_not_closed_for_a_late_request_head(tmp_path: Path)
 def test_clients_refused_together_are_read_again_at_different_times(
     strict_server: LiveServer,
 ) -> None:
-    # Held for the same time, clients refused in one burst would come back in one burst.
+    # Held for the same time, clients refused in one burst would come back in one burst: each
+    # client's hold is timed from its own refusal, and the holds differ.
     body = clip(2.0, seed=11)
     with _admitted_and_reading(strict_server, len(body)) as ahead:
         clients = [
             socket.create_connection((strict_server.host, strict_server.port)) for _ in range(10)
         ]
         try:
+            refused = []  # when each client had its refusal; its hold began just before
             for client in clients:
                 client.sendall(_head(len(body)) + body)
-            for client in clients:
                 status, headers, _ = _read_response(client)
+                refused.append(time.monotonic())
                 assert status == "HTTP/1.1 503 Service Unavailable"
                 assert headers["retry-after"] == "1"
-            started = time.monotonic()
-            for client in clients:
                 client.sendall(HEALTHZ)
 
-            def answered_after(client: socket.socket) -> float:
+            def answered_after(client: socket.socket, since: float) -> float:
                 assert _read_response(client)[0] == "HTTP/1.1 200 OK"
-                return time.monotonic() - started
+                return time.monotonic() - since
 
             with ThreadPoolExecutor(len(clients)) as readers:
-                answered = list(readers.map(answered_after, clients))
+                answered = list(readers.map(answered_after, clients, refused))
         finally:
             for client in clients:
                 client.close()
