@@ -13,6 +13,7 @@ from typing import Any
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank `q` quantile (0 < q <= 1) of `values`; None for none."""
     if not values:
         return None
     ordered = sorted(values)
@@ -28,6 +29,8 @@ def hey_command(
     *,
     keepalive: bool = True,
 ) -> list[str]:
+    """`hey` posting `wav` to `url` for `seconds` from `clients` clients, each at most
+    `per_client_rate` requests a second if given, writing one CSV row per answer."""
     command = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T", "audio/wav",
                "-D", str(wav), "-t", "30", "-o", "csv", url]  # fmt: skip
     if per_client_rate is not None:
