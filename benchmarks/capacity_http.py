@@ -36,10 +36,8 @@ from benchmarks.posted_clips import (
     BUNDLE,
     PROJECT_ROOT,
     add_clip_arguments,
-    alarm_clip,
-    clip_verdict,
+    chosen_clip,
     measure_and_write,
-    normal_clip,
 )
 from benchmarks.processes import serving, uptime
 from benchmarks.streams_capacity import cpu_by_process, server_pid, worker_pids
@@ -258,13 +256,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     drifts by more than the margins within minutes."""
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
-    detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
-    if args.clip == "normal":
-        clip, source, verdict = normal_clip(args.data, work, detector)
-    else:
-        clip = alarm_clip(args.data)
-        source = str(clip.relative_to(args.data))
-        verdict = clip_verdict(detector, clip.read_bytes())
+    clip, source, verdict = chosen_clip(args, work)
     wav = clip.read_bytes()
     levels = [int(level) for level in args.levels.split(",")]
     cpus = usable_cpus()

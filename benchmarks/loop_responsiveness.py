@@ -29,15 +29,11 @@ from benchmarks.hey_runs import finish_hey, hey, hey_command, percentile, run_he
 from benchmarks.posted_clips import (
     BUNDLE,
     add_clip_arguments,
-    alarm_clip,
+    chosen_clip,
     measure_and_write,
-    normal_clip,
 )
 from benchmarks.processes import serving, uptime
-from service.bundle.loader import load_bundle
 from service.config import Settings
-from service.scoring.audio import AudioScorer
-from service.scoring.detectors import AudioDetector, OperatingPointChoice
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop_responsiveness.json"
 # Each variant's settings, all given explicitly, so that this process's environment changes none.
@@ -117,12 +113,7 @@ def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
-    if args.clip == "normal":
-        detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
-        clip, source, _ = normal_clip(args.data, work, detector)
-    else:
-        clip = alarm_clip(args.data)
-        source = str(clip.relative_to(args.data))
+    clip, source, _ = chosen_clip(args, work)
     models = work / "models"
     shutil.copytree(BUNDLE, models / BUNDLE.name)
     result: dict[str, Any] = {

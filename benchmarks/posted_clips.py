@@ -15,10 +15,12 @@ import soundfile as sf
 
 from benchmarks.processes import write_output
 from service.audio.decode import DecodeLimits
+from service.bundle.loader import load_bundle
 from service.metrics import Metrics
 from service.pipelines.audio_clip import score_clip
+from service.scoring.audio import AudioScorer
 from service.scoring.decision import Verdict
-from service.scoring.detectors import AudioDetector
+from service.scoring.detectors import AudioDetector, OperatingPointChoice
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("AUSCULT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
@@ -51,6 +53,16 @@ def normal_clip(data_dir: Path, folder: Path, detector: AudioDetector) -> tuple[
 
 def clip_verdict(detector: AudioDetector, wav: bytes) -> Verdict:
     return score_clip(detector, wav, limits=DecodeLimits(), metrics=Metrics()).verdict
+
+
+def chosen_clip(args: argparse.Namespace, work: Path) -> tuple[Path, str, Verdict]:
+    """The clip --clip names, from --data (the normal one cut into `work`): its path, where it
+    came from, and the default bundle's verdict on it."""
+    detector = AudioDetector.at(AudioScorer(load_bundle(BUNDLE)), OperatingPointChoice())
+    if args.clip == "normal":
+        return normal_clip(args.data, work, detector)
+    clip = alarm_clip(args.data)
+    return clip, str(clip.relative_to(args.data)), clip_verdict(detector, clip.read_bytes())
 
 
 def add_clip_arguments(parser: argparse.ArgumentParser, default_clip: str, results: Path) -> None:

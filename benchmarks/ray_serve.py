@@ -22,22 +22,12 @@ from typing import Any
 
 from benchmarks.capacity_http import in_process_seconds
 from benchmarks.hey_runs import hey
-from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA
+from benchmarks.posted_clips import BUNDLE, DEFAULT_DATA, alarm_clip
 from benchmarks.processes import serving, write_output
 from service.config import Settings
 from service.usable_cpus import usable_cpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ray_serve.json"
-
-
-def _clip(data_dir: Path) -> Path:
-    """The first real 10 s DCASE 2020 test clip (16 kHz mono PCM16)."""
-    import soundfile as sf
-
-    for path in sorted((data_dir / "audio" / "dcase2020_dev").glob("*/test/*.wav")):
-        if sf.info(path).duration == 10.0:
-            return path
-    raise SystemExit(f"no 10 s DCASE clips under {data_dir / 'audio' / 'dcase2020_dev'}")
 
 
 def _load() -> float:
@@ -92,7 +82,7 @@ def _on_ray(models: Path, clip: Path, args: argparse.Namespace) -> dict[str, lis
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("hey") is None:
         raise SystemExit("this benchmark needs hey on PATH: apt-get install -y hey")
-    clip = _clip(args.data)
+    clip = alarm_clip(args.data)
     wav = clip.read_bytes()
     cpus = usable_cpus()
     result: dict[str, Any] = {
